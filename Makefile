@@ -1,0 +1,41 @@
+# The two commands: `make serve` (set up + run the example) and `make test` (set up + all checks).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
+CONFIG ?= examples/churn/modelrouter.yaml
+
+.PHONY: serve test lint typecheck unit venv models bench clean
+
+serve: $(STAMP) $(EXAMPLE_MODELS)
+	$(BIN)/modelrouter serve $(CONFIG)
+
+test: $(STAMP) $(EXAMPLE_MODELS) lint typecheck
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+models: $(EXAMPLE_MODELS)
+
+$(EXAMPLE_MODELS): examples/build_models.py $(STAMP)
+	$(BIN)/python examples/build_models.py
+
+bench: $(STAMP) $(EXAMPLE_MODELS)
+	$(BIN)/python bench/serving.py
+
+clean:
+	rm -rf $(VENV) examples/churn/models .pytest_cache .mypy_cache .ruff_cache

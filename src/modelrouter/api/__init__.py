@@ -1,0 +1,1 @@
+"""Transports over the data plane: REST (KServe v1, Open Inference Protocol v2)."""

@@ -1,0 +1,237 @@
+"""REST transport: KServe v1 and Open Inference Protocol v2 over Starlette.
+
+Handlers translate the wire format and call :class:`~modelrouter.dataplane.DataPlane`; errors
+become ``{"error": "..."}`` with the status from :data:`modelrouter.errors.STATUS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelrouter.dataplane import DataPlane
+from modelrouter.errors import InvalidInput, ModelRouterError, PayloadTooLarge
+from modelrouter.protocol import v1, v2
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+OCTET = "application/octet-stream"
+REQUEST_ID = "x-request-id"
+MODEL_VERSION = "x-model-version"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status, headers, JSON)
+
+
+def error_response(message: str, status: int) -> Response:
+    return Response(orjson.dumps({"error": message}), status, None, JSON)
+
+
+class RequestIdMiddleware:
+    """Pure ASGI: take ``x-request-id`` from the request or make one; put it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for k, val in scope["headers"]:
+            if k == b"x-request-id":
+                rid = val
+                break
+        if not rid:
+            rid = uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InvalidInput("Content-Length is not an integer") from None
+        if size > limit:
+            raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit}")
+        return await request.body()
+    chunks = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RestApi:
+    """The route handlers, bound to one data plane."""
+
+    def __init__(self, dataplane: DataPlane, max_body: int) -> None:
+        self.dp = dataplane
+        self.max_body = max_body
+
+    # ------------------------------------------------------------------ v2 health, metadata
+
+    async def live(self, request: Request) -> Response:
+        return json_response({"live": self.dp.live()})
+
+    async def ready(self, request: Request) -> Response:
+        ok = self.dp.ready()
+        return json_response({"ready": ok}, 200 if ok else 503)
+
+    async def server_metadata(self, request: Request) -> Response:
+        return json_response(self.dp.server_metadata())
+
+    async def model_metadata(self, request: Request) -> Response:
+        p = request.path_params
+        doc, v = self.dp.model_metadata(p["name"], p.get("version"))
+        return json_response(doc, headers={MODEL_VERSION: v})
+
+    async def model_ready(self, request: Request) -> Response:
+        p = request.path_params
+        ok, v = self.dp.model_ready(p["name"], p.get("version"))
+        return json_response(
+            {"name": p["name"], "ready": ok}, 200 if ok else 503, {MODEL_VERSION: v}
+        )
+
+    async def repository_index(self, request: Request) -> Response:
+        return json_response(self.dp.model_index())
+
+    # ------------------------------------------------------------------ v2 infer
+
+    async def infer_v2(self, request: Request) -> Response:
+        p = request.path_params
+        body = await read_body(request, self.max_body)
+        req = v2.decode_request(body, request.headers.get(v2.BINARY_HEADER))
+        if req.id is None:
+            req.id = request.state.request_id
+        outcome = await self.dp.infer(p["name"], req, p.get("version"))
+        resp = outcome.response
+        payload, json_len = v2.encode_response(resp, v2.binary_output_names(req, resp.outputs))
+        headers = {MODEL_VERSION: outcome.version}
+        if json_len is None:
+            return Response(payload, 200, headers, JSON)
+        headers[v2.BINARY_HEADER] = str(json_len)
+        return Response(payload, 200, headers, OCTET)
+
+    # ------------------------------------------------------------------ KServe v1
+
+    async def v1_models(self, request: Request) -> Response:
+        return json_response({"models": list(self.dp.repository.models)})
+
+    async def v1_model(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        ok, v = self.dp.model_ready(name)
+        return json_response({"name": name, "ready": ok}, headers={MODEL_VERSION: v})
+
+    async def v1_predict(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await read_body(request, self.max_body)
+        req = v1.decode_request(body)
+        outcome = await self.dp.infer(name, req)
+        return Response(
+            v1.encode_response(outcome.response.outputs),
+            200,
+            {MODEL_VERSION: outcome.version},
+            JSON,
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/health/live", self.live, methods=["GET"]),
+            Route("/v2/health/ready", self.ready, methods=["GET"]),
+            Route("/v2", self.server_metadata, methods=["GET"]),
+            Route("/v2/", self.server_metadata, methods=["GET"]),
+            Route("/v2/repository/index", self.repository_index, methods=["GET", "POST"]),
+            Route("/v2/models/{name}", self.model_metadata, methods=["GET"]),
+            Route("/v2/models/{name}/ready", self.model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/infer", self.infer_v2, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}", self.model_metadata, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}/ready", self.model_ready, methods=["GET"]),
+            Route("/v2/models/{name}/versions/{version}/infer", self.infer_v2, methods=["POST"]),
+            Route("/v1/models", self.v1_models, methods=["GET"]),
+            Route("/v1/models/{name}:predict", self.v1_predict, methods=["POST"]),
+            Route("/v1/models/{name}", self.v1_model, methods=["GET"]),
+        ]
+
+
+async def _modelrouter_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelRouterError)
+    status = exc.status.http
+    if status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.message)
+    return error_response(exc.message, status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(message, exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(f"internal error: {type(exc).__name__}", 500)
+
+
+def create_rest_app(
+    dataplane: DataPlane,
+    max_body: int,
+    lifespan: Callable[[Starlette], Any] | None = None,
+) -> ASGIApp:
+    api = RestApi(dataplane, max_body)
+    app = Starlette(
+        routes=api.routes(),
+        exception_handlers={
+            ModelRouterError: _modelrouter_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.dataplane = dataplane
+    return RequestIdMiddleware(app)
+
+
+def repository_lifespan(dataplane: DataPlane) -> Callable[[Starlette], Any]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await dataplane.repository.load_all()
+        try:
+            yield
+        finally:
+            await dataplane.repository.close()
+
+    return lifespan

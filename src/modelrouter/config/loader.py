@@ -1,0 +1,97 @@
+"""Loading the config file, with errors that name the field and the line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from modelrouter.config.schema import Config
+from modelrouter.errors import ConfigError
+
+_EMBEDDED_PATH = re.compile(
+    r"^(?:Value error, )?([A-Za-z0-9_]+(?:\.[A-Za-z0-9_\-]+)*): (.*)$", re.S
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config and the file it came from (relative storage URIs resolve against it)."""
+
+    config: Config
+    source: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source is not None else Path.cwd()
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    return LoadedConfig(parse_config(text), p.resolve())
+
+
+def parse_config(text: str) -> Config:
+    """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` at the first
+    problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", line=line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a mapping with server and models", line=1)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(part) for part in err["loc"]]
+        msg = err["msg"]
+        m = _EMBEDDED_PATH.match(msg)
+        if m and err["type"] == "value_error":
+            loc += m.group(1).split(".")
+            msg = m.group(2)
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r}"
+        field = ".".join(loc) or None
+        raise ConfigError(msg, field=field, line=line_of(node, loc)) from None
+
+
+def line_of(node: Any, loc: list[str]) -> int | None:
+    """The 1-based line of the deepest YAML node on ``loc`` that exists."""
+    if node is None:
+        return None
+    line: int = node.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if str(key.value) == part:
+                    # a missing-value error points at the key, others at the value
+                    line = key.start_mark.line + 1
+                    child = value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            child = node.value[int(part)]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

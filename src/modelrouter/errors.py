@@ -1,0 +1,134 @@
+"""The one error hierarchy of modelrouter.
+
+No web framework is imported here. Each error carries a ``code``; :data:`STATUS` maps every
+code to an HTTP status and a gRPC status name, and both transports use that one table::
+
+    ModelRouterError                      internal          500  INTERNAL
+    ├── InvalidInput                      invalid_input     400  INVALID_ARGUMENT
+    │   └── UnknownOutput                 invalid_input     400  INVALID_ARGUMENT
+    ├── PayloadTooLarge                   payload_too_large 413  RESOURCE_EXHAUSTED
+    ├── NotFound                          not_found         404  NOT_FOUND
+    │   ├── ModelNotFound                 not_found         404  NOT_FOUND
+    │   └── VersionNotFound               not_found         404  NOT_FOUND
+    ├── Unauthorized                      unauthorized      401  UNAUTHENTICATED
+    ├── ModelNotReady                     not_ready         503  UNAVAILABLE
+    ├── InferenceFailed                   inference_failed  500  INTERNAL
+    ├── UpstreamError                     upstream_error    502  UNAVAILABLE
+    ├── UpstreamTimeout                   upstream_timeout  504  DEADLINE_EXCEEDED
+    └── ConfigError                       config_error      400  INVALID_ARGUMENT
+        └── ModelLoadError                load_error        500  INTERNAL
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Status(NamedTuple):
+    http: int
+    grpc: str
+
+
+STATUS: dict[str, Status] = {
+    "internal": Status(500, "INTERNAL"),
+    "invalid_input": Status(400, "INVALID_ARGUMENT"),
+    "payload_too_large": Status(413, "RESOURCE_EXHAUSTED"),
+    "not_found": Status(404, "NOT_FOUND"),
+    "unauthorized": Status(401, "UNAUTHENTICATED"),
+    "not_ready": Status(503, "UNAVAILABLE"),
+    "inference_failed": Status(500, "INTERNAL"),
+    "upstream_error": Status(502, "UNAVAILABLE"),
+    "upstream_timeout": Status(504, "DEADLINE_EXCEEDED"),
+    "config_error": Status(400, "INVALID_ARGUMENT"),
+    "load_error": Status(500, "INTERNAL"),
+}
+
+
+class ModelRouterError(Exception):
+    """Base of every error modelrouter raises on purpose."""
+
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def status(self) -> Status:
+        return STATUS[self.code]
+
+
+class InvalidInput(ModelRouterError):
+    """The request is malformed: bad JSON, wrong datatype, shape and data disagree."""
+
+    code = "invalid_input"
+
+
+class UnknownOutput(InvalidInput):
+    """The request asks for an output the model does not have."""
+
+
+class PayloadTooLarge(ModelRouterError):
+    code = "payload_too_large"
+
+
+class NotFound(ModelRouterError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model '{model}' not found")
+        self.model = model
+
+
+class VersionNotFound(NotFound):
+    def __init__(self, model: str, version: str) -> None:
+        super().__init__(f"version '{version}' of model '{model}' not found")
+        self.model = model
+        self.version = version
+
+
+class Unauthorized(ModelRouterError):
+    code = "unauthorized"
+
+
+class ModelNotReady(ModelRouterError):
+    code = "not_ready"
+
+
+class InferenceFailed(ModelRouterError):
+    """The model itself raised while predicting; the message is the model's."""
+
+    code = "inference_failed"
+
+
+class UpstreamError(ModelRouterError):
+    """A remote Open Inference Protocol server failed or could not be reached."""
+
+    code = "upstream_error"
+
+
+class UpstreamTimeout(ModelRouterError):
+    code = "upstream_timeout"
+
+
+class ConfigError(ModelRouterError):
+    """The config file is invalid. ``field`` is a dotted path, ``line`` 1-based when known."""
+
+    code = "config_error"
+
+    def __init__(self, message: str, field: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if field:
+            where += f"{field}: "
+        if line is not None:
+            where = f"line {line}: " + where
+        super().__init__(where + message)
+        self.field = field
+        self.line = line
+        self.detail = message
+
+
+class ModelLoadError(ConfigError):
+    code = "load_error"

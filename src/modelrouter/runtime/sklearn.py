@@ -1,0 +1,65 @@
+"""scikit-learn models saved with joblib or pickle (and anything else with ``predict``)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modelrouter.protocol.types import ModelSignature, Tensor, TensorSpec, datatype_of
+from modelrouter.runtime.base import LocalRuntime, feature_matrix, find_model_file
+
+SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+class SklearnRuntime(LocalRuntime):
+    """Outputs ``predict`` (default) and ``predict_proba`` when the estimator has it."""
+
+    format = "sklearn"
+
+    def load(self) -> None:
+        assert self.path is not None
+        file = find_model_file(self.path, SUFFIXES, "joblib or pickle model")
+        if file.suffix == ".joblib":
+            import joblib
+
+            model = joblib.load(file)
+        else:
+            with file.open("rb") as fh:
+                model = pickle.load(fh)
+        if not hasattr(model, "predict"):
+            raise TypeError(f"{file.name} holds a {type(model).__name__}, which has no predict()")
+        self._model: Any = model
+        self._n_features: int | None = getattr(model, "n_features_in_", None)
+        self._outputs = (
+            ("predict", "predict_proba") if hasattr(model, "predict_proba") else ("predict",)
+        )
+
+    def output_names(self) -> Sequence[str]:
+        return self._outputs
+
+    def predict(self, inputs: list[Tensor], outputs: Sequence[str]) -> list[Tensor]:
+        x = feature_matrix(inputs, self._n_features)
+        result = []
+        for name in outputs:
+            array = np.asarray(getattr(self._model, name)(x))
+            result.append(Tensor(name, datatype_of(array), list(array.shape), array))
+        return result
+
+    def signature(self) -> ModelSignature:
+        n = self._n_features if self._n_features is not None else -1
+        inputs = (TensorSpec("input-0", "FP64", (-1, n)),)
+        classes = getattr(self._model, "classes_", None)
+        outs = [TensorSpec("predict", _label_datatype(classes), (-1,))]
+        if "predict_proba" in self._outputs:
+            n_classes = len(classes) if classes is not None else -1
+            outs.append(TensorSpec("predict_proba", "FP64", (-1, n_classes)))
+        return ModelSignature(inputs, tuple(outs), platform="sklearn")
+
+
+def _label_datatype(classes: Any) -> str:
+    if classes is None:
+        return "FP64"
+    return datatype_of(np.asarray(classes))
