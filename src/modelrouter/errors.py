@@ -15,6 +15,8 @@ code to an HTTP status and a gRPC status name, and both transports use that one 
     ├── InferenceFailed                   inference_failed  500  INTERNAL
     ├── UpstreamError                     upstream_error    502  UNAVAILABLE
     ├── UpstreamTimeout                   upstream_timeout  504  DEADLINE_EXCEEDED
+    ├── StoreError                        store_error       503  UNAVAILABLE
+    ├── Conflict                          conflict          409  ABORTED
     └── ConfigError                       config_error      400  INVALID_ARGUMENT
         └── ModelLoadError                load_error        500  INTERNAL
 """
@@ -39,6 +41,8 @@ STATUS: dict[str, Status] = {
     "inference_failed": Status(500, "INTERNAL"),
     "upstream_error": Status(502, "UNAVAILABLE"),
     "upstream_timeout": Status(504, "DEADLINE_EXCEEDED"),
+    "store_error": Status(503, "UNAVAILABLE"),
+    "conflict": Status(409, "ABORTED"),
     "config_error": Status(400, "INVALID_ARGUMENT"),
     "load_error": Status(500, "INTERNAL"),
 }
@@ -111,6 +115,18 @@ class UpstreamError(ModelRouterError):
 
 class UpstreamTimeout(ModelRouterError):
     code = "upstream_timeout"
+
+
+class StoreError(ModelRouterError):
+    """The shared store (SQLite or PostgreSQL) failed or cannot be reached; retrying may help."""
+
+    code = "store_error"
+
+
+class Conflict(ModelRouterError):
+    """An optimistic update lost a race: the object changed since the caller read it."""
+
+    code = "conflict"
 
 
 class ConfigError(ModelRouterError):
