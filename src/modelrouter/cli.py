@@ -55,7 +55,8 @@ def main() -> None:
     Quick start:
       modelrouter validate examples/churn/modelrouter.yaml
       modelrouter serve examples/churn/modelrouter.yaml
-      curl -s localhost:8080/v2/models/churn/infer -d @request.json
+      curl -s localhost:8080/v2/models/churn/infer \\
+           -d @examples/churn/requests/churn-v2.json
     """
 
 
@@ -87,9 +88,15 @@ def validate(config: Path) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
+    help="How much the server logs.",
 )
 def serve(config: Path, host: str | None, port: int | None, log_level: str) -> None:
-    """Serve the models of CONFIG over KServe v1 and Open Inference Protocol v2 REST."""
+    """Serve the models of CONFIG over HTTP.
+
+    KServe v1 (/v1/models/NAME:predict) and Open Inference Protocol v2 REST
+    (/v2/models/NAME/infer). Every version loads before the server answers; a version that
+    fails to load is reported not ready and the others serve.
+    """
     import uvicorn
 
     from modelrouter.app import create_app

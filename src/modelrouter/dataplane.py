@@ -55,6 +55,11 @@ class DataPlane:
         v = self.resolve_version(model, version)
         return self.repository.entry(model, v).ready, v
 
+    def not_ready_reason(self, model: str, version: str) -> str:
+        """Why a version is not ready: its load error, or the state it is in."""
+        e = self.repository.entry(model, version)
+        return e.error or f"model '{model}' version '{version}' is {e.state.value}"
+
     def model_metadata(self, model: str, version: str | None = None) -> tuple[dict[str, Any], str]:
         v = self.resolve_version(model, version)
         runtime = self.repository.runtime(model, v)

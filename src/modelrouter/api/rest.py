@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -70,7 +71,16 @@ class RequestIdMiddleware:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes before reading them all."""
+    """The request body, refusing more than ``limit`` bytes before reading them all.
+
+    A body with ``Content-Encoding: gzip`` or ``deflate`` (as tritonclient sends with
+    ``request_compression_algorithm``) is decompressed, and the limit applies to the result too.
+    """
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
+        raise InvalidInput(
+            f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or identity)"
+        )
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -79,15 +89,38 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise InvalidInput("Content-Length is not an integer") from None
         if size > limit:
             raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit}")
-        return await request.body()
-    chunks = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body = await request.body()
+    else:
+        chunks = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    return body if encoding == "identity" else decompress(body, encoding, limit)
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip (possibly multi-member) or zlib body, never inflating past ``limit`` bytes."""
+    out = bytearray()
+    rest = body
+    while rest:
+        # 32 + MAX_WBITS reads both gzip and zlib headers
+        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise InvalidInput(f"the {encoding} request body is corrupt: {exc}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(
+                f"request body exceeds the limit of {limit} bytes once decompressed"
+            )
+        if not inflater.eof:
+            raise InvalidInput(f"the {encoding} request body is truncated")
+        rest = inflater.unused_data
+    return bytes(out)
 
 
 class RestApi:
@@ -117,9 +150,10 @@ class RestApi:
     async def model_ready(self, request: Request) -> Response:
         p = request.path_params
         ok, v = self.dp.model_ready(p["name"], p.get("version"))
-        return json_response(
-            {"name": p["name"], "ready": ok}, 200 if ok else 503, {MODEL_VERSION: v}
-        )
+        doc: dict[str, Any] = {"name": p["name"], "ready": ok}
+        if not ok:
+            doc["error"] = self.dp.not_ready_reason(p["name"], v)
+        return json_response(doc, 200 if ok else 503, {MODEL_VERSION: v})
 
     async def repository_index(self, request: Request) -> Response:
         return json_response(self.dp.model_index())

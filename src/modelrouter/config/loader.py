@@ -56,11 +56,20 @@ def parse_config(text: str) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping with server and models", line=1)
+    duplicate = duplicate_key(node)
+    if duplicate is not None:
+        dup_loc, dup_line = duplicate
+        raise ConfigError(
+            f"duplicate key {dup_loc[-1]!r} (YAML would silently keep only the last one)",
+            field=".".join(dup_loc),
+            line=dup_line,
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = [str(part) for part in err["loc"]]
+        # an invalid dict key is reported at ``(..., key, "[key]")``: name the key itself
+        loc = [str(part) for part in err["loc"] if part != "[key]"]
         msg = err["msg"]
         m = _EMBEDDED_PATH.match(msg)
         if m and err["type"] == "value_error":
@@ -72,6 +81,26 @@ def parse_config(text: str) -> Config:
             msg = f"unknown field {loc[-1]!r}"
         field = ".".join(loc) or None
         raise ConfigError(msg, field=field, line=line_of(node, loc)) from None
+
+
+def duplicate_key(node: Any, loc: tuple[str, ...] = ()) -> tuple[list[str], int] | None:
+    """The path and 1-based line of the first key given twice in one YAML mapping."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen and name != "<<":
+                return [*loc, name], key.start_mark.line + 1
+            seen.add(name)
+            found = duplicate_key(value, (*loc, name))
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = duplicate_key(item, (*loc, str(i)))
+            if found is not None:
+                return found
+    return None
 
 
 def line_of(node: Any, loc: list[str]) -> int | None:

@@ -8,9 +8,17 @@ Every model forbids unknown fields and is frozen once loaded.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from modelrouter.config.durations import ByteSize, Duration
 
@@ -18,6 +26,22 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Model and version names appear in URLs: letters, digits, ``_``, ``.``, ``-``."""
 
 REMOTE_SCHEMES = ("http://", "https://")
+
+
+def _name_check(kind: str) -> Callable[[Any], Any]:
+    def check(name: Any) -> Any:
+        if not isinstance(name, str):
+            raise ValueError(f"{kind} name {name!r} must be a string: quote it ('{name}')")
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError(f"invalid {kind} name {name!r}: use letters, digits, _ . -")
+        return name
+
+    return check
+
+
+ModelName = Annotated[str, BeforeValidator(_name_check("model"))]
+VersionName = Annotated[str, BeforeValidator(_name_check("version"))]
+RuleName = Annotated[str, BeforeValidator(_name_check("rule"))]
 
 
 class Strict(BaseModel):
@@ -145,12 +169,17 @@ class StringMatch(Strict):
         given = [k for k in ("exact", "prefix", "regex") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of exact, prefix, regex")
-        if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {self.regex!r}: {exc}") from exc
         return self
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {v!r}: {exc}") from exc
+        return v
 
 
 class MatchBlock(Strict):
@@ -220,7 +249,7 @@ class Fault(Strict):
 
 
 class RouteRule(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: RuleName
     match: list[MatchBlock] = Field(default_factory=list)
     route: list[RouteDestination] = Field(min_length=1)
     sticky: StickySpec | None = None
@@ -252,18 +281,10 @@ class RouteRule(Strict):
 
 
 class ModelSpec(Strict):
-    versions: dict[str, VersionSpec] = Field(min_length=1)
+    versions: dict[VersionName, VersionSpec] = Field(min_length=1)
     """Ordered: without rules, all traffic goes to the first version."""
     batcher: BatcherSpec | None = None
     http: list[RouteRule] = Field(default_factory=list)
-
-    @field_validator("versions")
-    @classmethod
-    def _version_names(cls, v: dict[str, VersionSpec]) -> dict[str, VersionSpec]:
-        for name in v:
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"invalid version name {name!r}: use letters, digits, _ . -")
-        return v
 
     @model_validator(mode="after")
     def _rules_name_known_versions(self) -> ModelSpec:
@@ -307,12 +328,4 @@ class ModelSpec(Strict):
 
 class Config(Strict):
     server: ServerSettings = ServerSettings()
-    models: dict[str, ModelSpec] = Field(default_factory=dict)
-
-    @field_validator("models")
-    @classmethod
-    def _model_names(cls, v: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
-        for name in v:
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"invalid model name {name!r}: use letters, digits, _ . -")
-        return v
+    models: dict[ModelName, ModelSpec] = Field(default_factory=dict)

@@ -31,6 +31,7 @@ _INT_KINDS = frozenset("iu")
 _FLOAT_OK = frozenset("fiu")
 _STR_KINDS = frozenset("OSU")
 _OPT = orjson.OPT_SERIALIZE_NUMPY
+_UINT64_MAX = 2**64 - 1
 
 
 def loads(body: bytes) -> Any:
@@ -59,7 +60,15 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryv
 
 def decode_request(body: bytes, header_length: str | None = None) -> InferenceRequest:
     json_part, binary = split_binary(body, header_length)
-    doc = loads(json_part)
+    try:
+        doc = loads(json_part)
+    except InvalidInput:
+        if header_length is None and b'"binary_data_size"' in body:
+            raise InvalidInput(
+                "the body carries binary tensor data (binary_data_size) but the request has no "
+                "Inference-Header-Content-Length header"
+            ) from None
+        raise
     if not isinstance(doc, dict):
         raise InvalidInput("the request body must be a JSON object with 'inputs'")
     return request_from_dict(doc, binary)
@@ -162,7 +171,10 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any, count:
             raise InvalidInput(f"input '{name}': datatype BOOL needs true/false values")
         return array
     if dtype.kind in _INT_KINDS:
-        if kind not in _INT_KINDS:
+        if kind == "f":
+            # numpy makes floats of ints beyond int64: UINT64 values >= 2**63, or out of range
+            array = _big_ints(name, datatype, data)
+        elif kind not in _INT_KINDS:
             raise InvalidInput(f"input '{name}': datatype {datatype} needs integer values")
         info = np.iinfo(dtype)
         if array.min() < info.min or array.max() > info.max:
@@ -172,7 +184,30 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any, count:
         return array.astype(dtype, copy=False)
     if kind not in _FLOAT_OK:
         raise InvalidInput(f"input '{name}': datatype {datatype} needs numbers")
+    if dtype.itemsize < 8:
+        with np.errstate(over="ignore"):
+            narrow = array.astype(dtype)
+        # JSON has no inf or nan, so a non-finite value here is an overflow
+        if not np.isfinite(narrow).all():
+            top = float(np.finfo(dtype).max)
+            raise InvalidInput(
+                f"input '{name}': a value is out of range for {datatype} [{-top:g}, {top:g}]"
+            )
+        return narrow
     return array.astype(dtype, copy=False)
+
+
+def _big_ints(name: str, datatype: str, data: list[Any]) -> np.ndarray:
+    """Exact integers as an object array, for values numpy would turn into floats."""
+    values = np.asarray(data, dtype=object)
+    if not all(type(v) is int for v in values.flat):
+        raise InvalidInput(f"input '{name}': datatype {datatype} needs integer values")
+    if datatype != "UINT64" or not all(0 <= v <= _UINT64_MAX for v in values.flat):
+        info = np.iinfo(DTYPES[datatype])
+        raise InvalidInput(
+            f"input '{name}': a value is out of range for {datatype} [{info.min}, {info.max}]"
+        )
+    return values.astype(np.uint64)
 
 
 def _bytes_from_json(name: str, data: list[Any], count: int) -> np.ndarray:
