@@ -17,6 +17,7 @@ code to an HTTP status and a gRPC status name, and both transports use that one 
     ├── UpstreamTimeout                   upstream_timeout  504  DEADLINE_EXCEEDED
     ├── StoreError                        store_error       503  UNAVAILABLE
     ├── Conflict                          conflict          409  ABORTED
+    ├── FaultInjected                     fault_injected    (its httpStatus)  UNAVAILABLE
     └── ConfigError                       config_error      400  INVALID_ARGUMENT
         └── ModelLoadError                load_error        500  INTERNAL
 """
@@ -43,6 +44,7 @@ STATUS: dict[str, Status] = {
     "upstream_timeout": Status(504, "DEADLINE_EXCEEDED"),
     "store_error": Status(503, "UNAVAILABLE"),
     "conflict": Status(409, "ABORTED"),
+    "fault_injected": Status(503, "UNAVAILABLE"),
     "config_error": Status(400, "INVALID_ARGUMENT"),
     "load_error": Status(500, "INTERNAL"),
 }
@@ -127,6 +129,22 @@ class Conflict(ModelRouterError):
     """An optimistic update lost a race: the object changed since the caller read it."""
 
     code = "conflict"
+
+
+class FaultInjected(ModelRouterError):
+    """A rule's ``fault.abort`` fired (Istio fault injection): the status is the rule's."""
+
+    code = "fault_injected"
+
+    def __init__(self, http_status: int, model: str, rule: str | None) -> None:
+        super().__init__(
+            f"fault injected by rule '{rule}' of model '{model}': abort with {http_status}"
+        )
+        self.http_status = http_status
+
+    @property
+    def status(self) -> Status:
+        return Status(self.http_status, STATUS[self.code].grpc)
 
 
 class ConfigError(ModelRouterError):
