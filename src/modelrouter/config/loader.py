@@ -67,20 +67,27 @@ def parse_config(text: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        # an invalid dict key is reported at ``(..., key, "[key]")``: name the key itself
-        loc = [str(part) for part in err["loc"] if part != "[key]"]
-        msg = err["msg"]
-        m = _EMBEDDED_PATH.match(msg)
-        if m and err["type"] == "value_error":
-            loc += m.group(1).split(".")
-            msg = m.group(2)
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field {loc[-1]!r}"
-        field = ".".join(loc) or None
-        raise ConfigError(msg, field=field, line=line_of(node, loc)) from None
+        raise config_error(exc, node) from None
+
+
+def config_error(
+    exc: ValidationError, node: Any = None, prefix: tuple[str, ...] = ()
+) -> ConfigError:
+    """The first problem of a pydantic error as a :class:`ConfigError` naming the dotted field
+    (under ``prefix``) and, when the YAML ``node`` is given, the line."""
+    err = exc.errors()[0]
+    # an invalid dict key is reported at ``(..., key, "[key]")``: name the key itself
+    loc = [*prefix, *(str(part) for part in err["loc"] if part != "[key]")]
+    msg = err["msg"]
+    m = _EMBEDDED_PATH.match(msg)
+    if m and err["type"] == "value_error":
+        loc += m.group(1).split(".")
+        msg = m.group(2)
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r}"
+    return ConfigError(msg, field=".".join(loc) or None, line=line_of(node, loc))
 
 
 def duplicate_key(node: Any, loc: tuple[str, ...] = ()) -> tuple[list[str], int] | None:
