@@ -49,6 +49,9 @@ def parse_config(text: str) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        if mark is not None and mark.line >= len(text.splitlines()):
+            # the text ended inside something left open: point at where it opened
+            mark = getattr(exc, "context_mark", None) or mark
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"invalid YAML: {problem}", line=line) from None
