@@ -1,33 +1,163 @@
-"""The app factory: everything is built here, nothing at import."""
+"""The app factory: everything is built here, nothing at import.
+
+``create_app(loaded, services)`` returns the ASGI app; its lifespan opens the store, seeds and
+loads the routing table, starts the audit writer, the shadow runner, the store watch and the
+config-file watch, loads every model version, and stops all of it in reverse on shutdown.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from modelrouter.api.rest import create_rest_app, repository_lifespan
-from modelrouter.config.loader import LoadedConfig
+from modelrouter.api.admin import AdminApi
+from modelrouter.api.rest import create_rest_app
+from modelrouter.audit.writer import AuditWriter
+from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.dataplane import DataPlane
+from modelrouter.errors import ConfigError
+from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import ModelRepository
+from modelrouter.shadow import ShadowRunner
+from modelrouter.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+def store_url(url: str, base_dir: Path) -> str:
+    """A relative SQLite path in the config resolves against the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
+        return f"{prefix}{(base_dir / url[len(prefix) :]).resolve()}"
+    return url
 
 
 @dataclass(slots=True)
 class Services:
+    loaded: LoadedConfig
+    store: Store
     repository: ModelRepository
+    routing: RoutingState
+    shadow: ShadowRunner
+    audit: AuditWriter
     dataplane: DataPlane
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def build_services(loaded: LoadedConfig) -> Services:
-    repository = ModelRepository(loaded.config, loaded.base_dir)
-    return Services(repository, DataPlane(loaded.config, repository))
+def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
+    config = loaded.config
+    server = config.server
+    store = store or open_store(store_url(server.store, loaded.base_dir))
+    repository = ModelRepository(config, loaded.base_dir)
+    routing = RoutingState(config, store)
+    audit = AuditWriter(
+        store,
+        batch_size=server.audit.batchSize,
+        flush_interval=server.audit.flushInterval,
+        max_queue=server.audit.maxQueue,
+    )
+    dataplane = DataPlane(config, repository, routing, None, audit)
+    shadow = ShadowRunner(dataplane.call_version, server.shadow.maxQueue, server.shadow.workers)
+    dataplane.shadow = shadow
+    return Services(loaded, store, repository, routing, shadow, audit, dataplane)
+
+
+async def watch_config_file(services: Services, interval: float = 1.0) -> None:
+    """Reload routing rules when the config file changes; an invalid file is refused."""
+    source = services.loaded.source
+    if source is None:
+        return
+    last = source.stat().st_mtime_ns if source.exists() else 0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            mtime = source.stat().st_mtime_ns
+        except OSError:
+            continue
+        if mtime == last:
+            continue
+        last = mtime
+        try:
+            loaded = await asyncio.to_thread(load_config, source)
+            changed = await services.routing.apply_config(loaded.config)
+        except ConfigError as exc:
+            log.error("config file %s refused, the old routing keeps serving: %s", source, exc)
+            continue
+        except Exception:
+            log.exception("reloading %s failed; the old routing keeps serving", source)
+            continue
+        if changed:
+            log.info("config file %s: new routing for %s", source, ", ".join(changed))
+
+
+async def prune_periodically(services: Services) -> None:
+    retention = services.loaded.config.server.audit.retention
+    if retention is None:
+        return
+    while True:
+        try:
+            n = await services.store.prune_audit(retention.maxAge, retention.maxCount)
+            if n:
+                log.info("audit retention pruned %d records", n)
+        except Exception:
+            log.exception("audit retention failed")
+        await asyncio.sleep(retention.interval)
+
+
+@contextlib.asynccontextmanager
+async def running(services: Services) -> AsyncIterator[None]:
+    """Start everything the gateway runs in the background; stop it all on exit."""
+    server = services.loaded.config.server
+    await services.store.open()
+    try:
+        await services.routing.start()
+        watch = await services.store.watch(services.routing.refresh, server.storePollInterval)
+        services.audit.start()
+        services.shadow.start()
+        if server.watchConfig:
+            services.tasks.append(asyncio.create_task(watch_config_file(services)))
+        services.tasks.append(asyncio.create_task(prune_periodically(services)))
+        await services.repository.load_all()
+        try:
+            yield
+        finally:
+            for t in services.tasks:
+                t.cancel()
+            for t in services.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            services.tasks.clear()
+            await watch.stop()
+            await services.shadow.close()
+            await services.audit.close()
+            await services.repository.close()
+    finally:
+        await services.store.close()
 
 
 def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIApp:
     """The ASGI app for a config. Models load in the app's lifespan, before it serves."""
     services = services or build_services(loaded)
+    config = loaded.config
+    token = os.environ.get(config.server.auth.adminTokenEnv) or None
+    admin = AdminApi(services.dataplane, services.routing, services.store, token)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with running(services):
+            yield
+
     return create_rest_app(
         services.dataplane,
-        loaded.config.server.http.maxRequestSize,
-        lifespan=repository_lifespan(services.dataplane),
+        config.server.http.maxRequestSize,
+        lifespan=lifespan,
+        extra_routes=admin.routes(),
     )

@@ -1,17 +1,50 @@
-"""The one service layer under every transport: health, metadata, and infer.
+"""The one service layer under every transport: health, metadata, and routed inference.
 
-REST (and later gRPC) handlers only translate wire formats and call this.
+REST (and later gRPC) handlers only translate wire formats and call this. An inference goes:
+route (pure ``decide``) -> fault injection -> the chosen version with timeout and retries ->
+fallback versions on failure -> shadow copies queued -> one audit record.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from modelrouter._version import __version__
 from modelrouter.config.schema import Config
-from modelrouter.protocol.types import InferenceRequest, InferenceResponse
+from modelrouter.errors import (
+    FaultInjected,
+    InvalidInput,
+    ModelRouterError,
+    NotFound,
+    UpstreamTimeout,
+)
+from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
+from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
+from modelrouter.routing.table import RoutingTable, compile_table
 from modelrouter.runtime.repository import ModelRepository
+from modelrouter.shadow import ShadowRunner
+
+
+class AuditSink(Protocol):
+    def submit(self, record: Mapping[str, Any]) -> object: ...
+
+    async def submit_durable(self, record: Mapping[str, Any]) -> object: ...
+
+
+class TableSource(Protocol):
+    """Where the live routing table comes from (``RoutingState``, or a fixed table)."""
+
+    table: RoutingTable
+
+
+@dataclass(slots=True)
+class StaticTable:
+    table: RoutingTable
+
 
 EXTENSIONS = ("binary_tensor_data", "model_repository")
 
@@ -20,12 +53,25 @@ EXTENSIONS = ("binary_tensor_data", "model_repository")
 class InferOutcome:
     response: InferenceResponse
     version: str
+    decision: Decision
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
 
 
 class DataPlane:
-    def __init__(self, config: Config, repository: ModelRepository) -> None:
+    def __init__(
+        self,
+        config: Config,
+        repository: ModelRepository,
+        routing: TableSource | None = None,
+        shadow: ShadowRunner | None = None,
+        audit: AuditSink | None = None,
+    ) -> None:
         self.config = config
         self.repository = repository
+        self.routing: TableSource = routing or StaticTable(compile_table(config.models))
+        self.shadow = shadow
+        self.audit = audit if config.server.audit.enabled else None
+        self.durable = config.server.audit.durable
         self._defaults = {name: m.default_version for name, m in config.models.items()}
 
     # ------------------------------------------------------------------ health and metadata
@@ -88,9 +134,128 @@ class DataPlane:
     # ------------------------------------------------------------------ inference
 
     async def infer(
-        self, model: str, request: InferenceRequest, version: str | None = None
+        self,
+        model: str,
+        request: InferenceRequest,
+        version: str | None = None,
+        ctx: RequestContext | None = None,
+        request_id: str | None = None,
     ) -> InferOutcome:
-        v = self.resolve_version(model, version)
-        runtime = self.repository.runtime(model, v)
-        outputs = await runtime.infer(request)
-        return InferOutcome(InferenceResponse(model, v, outputs, request.id), v)
+        """Route and run one request. ``version`` pins it (no rules, mirror or fallback).
+        ``request_id`` (the transport's, e.g. ``x-request-id``) keys the audit record; the
+        request's own ``id`` is echoed in the response."""
+        start = time.perf_counter()
+        table = self.routing.table
+        if version is not None:
+            self.repository.entry(model, version)
+            decision = pinned(table, model, version)
+        else:
+            decision = decide(table, model, ctx or RequestContext())
+        fallbacks: list[dict[str, str]] = []
+        rid = request_id or request.id
+        try:
+            if decision.delay:
+                await asyncio.sleep(decision.delay)
+            if decision.abort:
+                raise FaultInjected(decision.abort, model, decision.rule_name)
+            if decision.timeout is not None:
+                try:
+                    outputs, served = await asyncio.wait_for(
+                        self._run(decision, request, fallbacks), decision.timeout
+                    )
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"model '{model}' did not answer within the rule's timeout of "
+                        f"{decision.timeout * 1000:g}ms"
+                    ) from None
+            else:
+                outputs, served = await self._run(decision, request, fallbacks)
+        except ModelRouterError as exc:
+            await self._record(decision, rid, start, exc.status.http, None, fallbacks, exc)
+            raise
+        except Exception as exc:
+            await self._record(decision, rid, start, 500, None, fallbacks, exc)
+            raise
+        if decision.mirrors and self.shadow is not None:
+            self.shadow.submit(model, served, decision.mirrors, request, outputs)
+        await self._record(decision, rid, start, 200, served, fallbacks, None)
+        return InferOutcome(
+            InferenceResponse(model, served, outputs, request.id), served, decision, fallbacks
+        )
+
+    async def _run(
+        self, decision: Decision, request: InferenceRequest, fallbacks: list[dict[str, str]]
+    ) -> tuple[list[Tensor], str]:
+        """The chosen version with its retries, then each fallback version in turn."""
+        candidates = [decision.version]
+        candidates += [v for v in decision.fallback if v not in candidates]
+        per_try = decision.per_try_timeout
+        last: ModelRouterError | None = None
+        for version in candidates:
+            for _ in range(decision.attempts):
+                try:
+                    runtime = self.repository.runtime(decision.model, version)
+                    if per_try is None:
+                        return await runtime.infer(request), version
+                    return await asyncio.wait_for(runtime.infer(request), per_try), version
+                except (InvalidInput, NotFound):
+                    raise  # the request is wrong: another try or version will not help
+                except TimeoutError:
+                    last = UpstreamTimeout(
+                        f"model '{decision.model}' version '{version}' did not answer "
+                        f"within {per_try * 1000:g}ms"
+                        if per_try
+                        else "timed out"
+                    )
+                except ModelRouterError as exc:
+                    last = exc
+            if version != candidates[-1]:
+                fallbacks.append({"from": version, "error": last.message if last else ""})
+        assert last is not None
+        raise last
+
+    async def _record(
+        self,
+        decision: Decision,
+        request_id: str | None,
+        start: float,
+        status: int,
+        served: str | None,
+        fallbacks: list[dict[str, str]],
+        error: BaseException | None,
+    ) -> None:
+        """One audit record per decision: queued, or committed first in durable mode."""
+        if self.audit is None:
+            return
+        record: dict[str, Any] = {
+            "kind": "decision",
+            "time": time.time(),
+            "request_id": request_id,
+            "model": decision.model,
+            "version": served or decision.version,
+            "routed_version": decision.version,
+            "rule": decision.rule_name,
+            "matched": list(decision.matched),
+            "bucket": decision.bucket,
+            "sticky": decision.sticky,
+            "weights": dict(decision.weights),
+            "shadows": list(decision.mirrors),
+            "fallbacks": fallbacks,
+            "table_version": decision.table_version,
+            "status": status,
+            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+        if error is not None:
+            record["error"] = (
+                error.message if isinstance(error, ModelRouterError) else type(error).__name__
+            )
+        if self.durable:
+            await self.audit.submit_durable(record)
+        else:
+            self.audit.submit(record)
+
+    async def call_version(
+        self, model: str, version: str, request: InferenceRequest
+    ) -> list[Tensor]:
+        """One version, directly: how shadow copies reach their version."""
+        return await self.repository.runtime(model, version).infer(request)

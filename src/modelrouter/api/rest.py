@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -18,12 +17,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import InvalidInput, ModelRouterError, PayloadTooLarge
 from modelrouter.protocol import v1, v2
+from modelrouter.protocol.types import InferenceRequest
+from modelrouter.routing.decide import RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,23 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return bytes(out)
 
 
+def context(request: Request, req: InferenceRequest) -> RequestContext:
+    """What routing rules see: lower-cased headers, query parameters, cookies, the body."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    query = request.query_params if request.scope["query_string"] else {}
+    cookie = headers.get("cookie")
+    return RequestContext(headers, query, parse_cookies(cookie) if cookie else {}, req.document)
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    out = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            out[name] = value.strip('"')
+    return out
+
+
 class RestApi:
     """The route handlers, bound to one data plane."""
 
@@ -166,7 +184,9 @@ class RestApi:
         req = v2.decode_request(body, request.headers.get(v2.BINARY_HEADER))
         if req.id is None:
             req.id = request.state.request_id
-        outcome = await self.dp.infer(p["name"], req, p.get("version"))
+        outcome = await self.dp.infer(
+            p["name"], req, p.get("version"), context(request, req), request.state.request_id
+        )
         resp = outcome.response
         payload, json_len = v2.encode_response(resp, v2.binary_output_names(req, resp.outputs))
         headers = {MODEL_VERSION: outcome.version}
@@ -189,7 +209,11 @@ class RestApi:
         name = request.path_params["name"]
         body = await read_body(request, self.max_body)
         req = v1.decode_request(body)
-        outcome = await self.dp.infer(name, req)
+        if req.id is None:
+            req.id = request.state.request_id
+        outcome = await self.dp.infer(
+            name, req, None, context(request, req), request.state.request_id
+        )
         return Response(
             v1.encode_response(outcome.response.outputs),
             200,
@@ -244,10 +268,11 @@ def create_rest_app(
     dataplane: DataPlane,
     max_body: int,
     lifespan: Callable[[Starlette], Any] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> ASGIApp:
     api = RestApi(dataplane, max_body)
     app = Starlette(
-        routes=api.routes(),
+        routes=[*api.routes(), *extra_routes],
         exception_handlers={
             ModelRouterError: _modelrouter_error,
             HTTPException: _http_error,
@@ -257,15 +282,3 @@ def create_rest_app(
     )
     app.state.dataplane = dataplane
     return RequestIdMiddleware(app)
-
-
-def repository_lifespan(dataplane: DataPlane) -> Callable[[Starlette], Any]:
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await dataplane.repository.load_all()
-        try:
-            yield
-        finally:
-            await dataplane.repository.close()
-
-    return lifespan

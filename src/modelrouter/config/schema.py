@@ -74,13 +74,46 @@ class PrometheusSettings(Strict):
     url: str
 
 
+class RetentionSettings(Strict):
+    maxAge: Duration | None = None
+    """Audit records older than this are pruned (e.g. ``30d`` written as ``720h``)."""
+    maxCount: int | None = Field(None, ge=1)
+    """At most this many audit records are kept."""
+    interval: Duration = 3600.0
+    """How often the gateway prunes."""
+
+
+class AuditSettings(Strict):
+    enabled: bool = True
+    """One record per routing decision; changes and admin actions are always recorded."""
+    durable: bool = False
+    """Acknowledge a request only once its decision record is committed to the store."""
+    batchSize: int = Field(512, ge=1)
+    flushInterval: Duration = 0.05
+    maxQueue: int = Field(100_000, ge=1)
+    retention: RetentionSettings | None = None
+
+
+class ShadowSettings(Strict):
+    maxQueue: int = Field(1000, ge=1)
+    """Mirrored calls waiting to run; beyond this they are dropped and counted."""
+    workers: int = Field(2, ge=1)
+
+
 class ServerSettings(Strict):
     name: str = "modelrouter"
     http: HttpServer = HttpServer()
     grpc: GrpcServer | None = None
     store: str = "sqlite:///./modelrouter.db"
+    """Relative SQLite paths resolve against the config file's folder."""
+    storePollInterval: Duration = 0.5
+    """How often a SQLite store is polled for routing changes of other gateways."""
+    watchConfig: bool = True
+    """Reload routing rules when the config file changes (an invalid file is refused)."""
     prometheus: PrometheusSettings | None = None
     auth: AuthSettings = AuthSettings()
+    audit: AuditSettings = AuditSettings()
+    shadow: ShadowSettings = ShadowSettings()
 
     @field_validator("store")
     @classmethod

@@ -86,6 +86,8 @@ class InferenceRequest:
     id: str | None = None
     parameters: dict[str, Any] | None = None
     outputs: list[RequestedOutput] | None = None
+    document: dict[str, Any] | None = None
+    """The JSON body as received, for rules that match on body fields."""
 
     @property
     def output_names(self) -> list[str] | None:

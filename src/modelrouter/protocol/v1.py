@@ -39,7 +39,9 @@ def decode_request(body: bytes) -> InferenceRequest:
         raise InvalidInput("'parameters' must be an object")
     req_id = doc.get("id")
     tensor = Tensor(V1_INPUT_NAME, datatype_of(array), list(array.shape), array)
-    return InferenceRequest([tensor], req_id if isinstance(req_id, str) else None, params)
+    return InferenceRequest(
+        [tensor], req_id if isinstance(req_id, str) else None, params, None, doc
+    )
 
 
 def encode_response(outputs: list[Tensor]) -> bytes:

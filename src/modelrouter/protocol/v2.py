@@ -107,7 +107,7 @@ def request_from_dict(doc: dict[str, Any], binary: memoryview | None = None) -> 
             if op is not None and not isinstance(op, dict):
                 raise InvalidInput(f"outputs[{j}].parameters must be an object")
             outputs.append(RequestedOutput(o["name"], op))
-    return InferenceRequest(inputs, req_id, params, outputs)
+    return InferenceRequest(inputs, req_id, params, outputs, doc)
 
 
 def _decode_input(raw: Any, i: int, binary: memoryview | None, offset: int) -> tuple[Tensor, int]:

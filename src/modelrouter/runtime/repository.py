@@ -110,7 +110,18 @@ class ModelRepository:
             return e
 
     async def load_all(self) -> None:
-        await asyncio.gather(*(self.load(m, v) for m, vs in self.models.items() for v in vs))
+        """Remote versions connect concurrently; in-process ones load one at a time, because
+        unpickling imports modules, and concurrent imports in threads can deadlock."""
+        entries = [e for vs in self.models.values() for e in vs.values()]
+
+        async def load_local() -> None:
+            for e in entries:
+                if not e.spec.is_remote:
+                    await self.load(e.model, e.version)
+
+        await asyncio.gather(
+            load_local(), *(self.load(e.model, e.version) for e in entries if e.spec.is_remote)
+        )
 
     async def unload(self, model: str, version: str) -> VersionEntry:
         e = self.entry(model, version)
