@@ -280,6 +280,8 @@ def _json_data(t: Tensor) -> Any:
             else:
                 out.append(str(v))
         return out
+    if not arr.dtype.isnative:  # orjson serializes native byte order only
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr.ravel()
 
 
