@@ -48,7 +48,11 @@ def encode_response(outputs: list[Tensor]) -> bytes:
     """``predictions`` holds the first output, one entry per instance."""
     first = outputs[0]
     data: Any = first.data
-    if first.datatype == "BYTES":
+    if first.datatype != "BYTES":
+        if not (data.flags.c_contiguous and data.dtype.isnative):
+            # orjson takes C-contiguous native arrays only; a model may well return x[:, 1]
+            data = np.array(data, dtype=data.dtype.newbyteorder("="), order="C")
+    else:
         data = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in data.ravel()]
         data = np.asarray(data, dtype=object).reshape(first.shape).tolist()
     return orjson.dumps({"predictions": data}, option=orjson.OPT_SERIALIZE_NUMPY)
