@@ -12,12 +12,14 @@ import yaml
 from modelrouter._version import __version__
 from modelrouter.config.loader import LoadedConfig, line_of, load_config
 from modelrouter.errors import ConfigError
+from modelrouter.runtime.custom import import_object
 from modelrouter.runtime.registry import runtime_class
 from modelrouter.sources import resolve_storage_uri
 
 
 def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
-    """Problems a schema cannot see: unknown formats, missing packages, missing model files."""
+    """Problems a schema cannot see: unknown formats, missing packages, custom classes that do
+    not import, missing model files."""
     problems: list[ConfigError] = []
     node = (
         yaml.compose(loaded.source.read_text(), Loader=yaml.SafeLoader) if loaded.source else None
@@ -31,6 +33,12 @@ def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
                 field = [*loc, "modelFormat"]
                 problems.append(ConfigError(exc.detail, ".".join(field), line_of(node, field)))
                 continue
+            if vs.implementation is not None:
+                field = [*loc, "implementation"]
+                try:
+                    import_object(vs.implementation)
+                except ConfigError as exc:
+                    problems.append(ConfigError(exc.detail, ".".join(field), line_of(node, field)))
             if vs.storageUri is None:
                 continue
             field = [*loc, "storageUri"]

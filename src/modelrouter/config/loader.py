@@ -54,6 +54,9 @@ def parse_config(text: str) -> Config:
             mark = getattr(exc, "context_mark", None) or mark
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and opened is not None and opened.line + 1 != line:
+            problem += f" ({context} that starts on line {opened.line + 1})"
         raise ConfigError(f"invalid YAML: {problem}", line=line) from None
     if data is None:
         data = {}
