@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from hashlib import blake2b
 from types import MappingProxyType
 from typing import Any
@@ -75,8 +76,10 @@ class Decision:
         return self.rule.per_try_timeout if self.rule is not None else None
 
 
+@lru_cache(maxsize=65536)
 def sticky_bucket(salt: bytes, key: str) -> int:
-    """Stable across processes and restarts (unlike ``hash()``), uniform over the buckets."""
+    """Stable across processes and restarts (unlike ``hash()``), uniform over the buckets.
+    Cached: the same users come back, and a hit costs a tenth of the hash."""
     digest = blake2b(salt + b"\0" + key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
@@ -113,15 +116,20 @@ def decide(table: RoutingTable, model: str, ctx: RequestContext) -> Decision:
                 continue
         assert matched is not None
         key = None
-        if rule.sticky_source is not None:
-            key = _value(ctx, rule.sticky_source, rule.sticky_key)
+        source = rule.sticky_source
+        if source == "header":
+            key = ctx.headers.get(rule.sticky_key)  # type: ignore[arg-type]
+        elif source is not None:
+            key = _value(ctx, source, rule.sticky_key)
         if len(rule.destinations) == 1:
             bucket = None
             version = rule.destinations[0]
         else:
             bucket = sticky_bucket(rule.salt, key) if key else int(ctx.rand() * BUCKETS)
             version = rule.pick(bucket)
-        mirrors = tuple(v for v, pct in rule.mirrors if pct >= 100 or ctx.rand() * 100 < pct)
+        mirrors = rule.always_mirrors
+        if mirrors is None:
+            mirrors = tuple(v for v, pct in rule.mirrors if ctx.rand() * 100 < pct)
         delay = abort = None
         if rule.fault_delay is not None:
             seconds, pct = rule.fault_delay

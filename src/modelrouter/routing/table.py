@@ -7,6 +7,7 @@ atomically as a whole; :func:`~modelrouter.routing.decide.decide` only reads it.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -131,11 +132,11 @@ class CompiledRule:
     fault_abort: tuple[int, float] | None
     """(HTTP status, percentage)."""
 
+    always_mirrors: tuple[str, ...] | None
+    """The mirror destinations when every one is at 100% (no draw needed), else None."""
+
     def pick(self, bucket: int) -> str:
-        for dest, bound in zip(self.destinations, self.bounds, strict=True):
-            if bucket < bound:
-                return dest
-        return self.destinations[-1]
+        return self.destinations[min(bisect_right(self.bounds, bucket), len(self.bounds) - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,9 @@ def compile_rule(model: str, rule: RouteRule) -> CompiledRule:
         sticky_key=sticky_key,
         salt=(rule.salt or f"{model}/{rule.name}").encode(),
         mirrors=tuple(mirrors),
+        always_mirrors=tuple(v for v, pct in mirrors)
+        if all(p >= 100 for _, p in mirrors)
+        else None,
         timeout=rule.timeout,
         attempts=1 + (rule.retries.attempts if rule.retries else 0),
         per_try_timeout=rule.retries.perTryTimeout if rule.retries else None,
