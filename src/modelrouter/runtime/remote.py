@@ -1,0 +1,199 @@
+"""A model served elsewhere (KServe, MLServer, Triton, another modelrouter), proxied over Open
+Inference Protocol v2 REST.
+
+One pooled ``httpx.AsyncClient`` per version, opened in :meth:`RemoteRuntime.aload` and closed in
+:meth:`RemoteRuntime.close`, so requests reuse kept-alive connections. ``aload`` fetches the
+remote model's metadata: an endpoint that is down, or a model it does not serve, leaves the
+version FAILED with the reason instead of failing each request later.
+
+Upstream failures become modelrouter errors at this edge:
+
+- no answer within ``timeout`` (default 30s): :class:`~modelrouter.errors.UpstreamTimeout` (504);
+- connection refused, reset, DNS: :class:`~modelrouter.errors.UpstreamError` naming the endpoint;
+- 400 / 422 (the request itself is wrong): :class:`~modelrouter.errors.InvalidInput` with the
+  upstream's message, so the client sees a 400 as it would talking to the server directly;
+- 413: :class:`~modelrouter.errors.PayloadTooLarge`;
+- any other status (404: the remote model is gone, 401/403: our credentials, 5xx):
+  :class:`~modelrouter.errors.UpstreamError` (502), a failure of this version that fallbacks
+  and rollouts should see as such, not as the client's fault; 504 stays a timeout.
+
+``parameters: {maxConnections: N}`` bounds the pool (default 100, all kept alive).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from modelrouter.config.schema import VersionSpec
+from modelrouter.errors import (
+    ConfigError,
+    InvalidInput,
+    ModelNotReady,
+    ModelRouterError,
+    PayloadTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from modelrouter.protocol.types import InferenceRequest, ModelSignature, Tensor, TensorSpec
+from modelrouter.protocol.v2 import encode_request, response_from_dict
+from modelrouter.runtime.base import ModelRuntime
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_CONNECTIONS = 100
+_JSON_HEADERS = {"content-type": "application/json"}
+
+
+class RemoteRuntime(ModelRuntime):
+    format = "remote"
+
+    def __init__(
+        self, model: str, version: str, spec: VersionSpec, path: Path | None = None
+    ) -> None:
+        super().__init__(model, version, spec, path)
+        self.endpoint = (spec.endpoint or "").rstrip("/")
+        self.remote_name = spec.remoteName or model
+        self.remote_version = spec.remoteVersion
+        base = f"/v2/models/{quote(self.remote_name, safe='')}"
+        if self.remote_version:
+            base += f"/versions/{quote(self.remote_version, safe='')}"
+        self._metadata_path = base
+        self._infer_path = base + "/infer"
+        self.timeout = spec.timeout if spec.timeout is not None else DEFAULT_TIMEOUT
+        self._client: httpx.AsyncClient | None = None
+        self._signature = ModelSignature(platform="remote")
+
+    @property
+    def target(self) -> str:
+        """``remote model 'x' (version 'y') at http://...``, for messages."""
+        version = f" version '{self.remote_version}'" if self.remote_version else ""
+        return f"remote model '{self.remote_name}'{version} at {self.endpoint}"
+
+    def load(self) -> None:
+        """Check the settings; the network part is in :meth:`aload`."""
+        if not self.endpoint:
+            raise ConfigError(f"model '{self.model}' version '{self.version}' has no endpoint")
+        limit = self.spec.parameters.get("maxConnections", DEFAULT_MAX_CONNECTIONS)
+        if type(limit) is not int or limit < 1:
+            raise ConfigError(f"parameters.maxConnections must be a positive integer: {limit!r}")
+        self._limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+
+    async def aload(self) -> None:
+        self.load()
+        client = httpx.AsyncClient(
+            base_url=self.endpoint, timeout=httpx.Timeout(self.timeout), limits=self._limits
+        )
+        try:
+            doc = await self._send(client, "GET", self._metadata_path, None, None)
+            self._signature = _signature(doc, self.target)
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+
+    def signature(self) -> ModelSignature:
+        return self._signature
+
+    async def infer(self, request: InferenceRequest) -> list[Tensor]:
+        client = self._client
+        if client is None:
+            raise ModelNotReady(f"{self.target} is not connected")
+        headers = (
+            _JSON_HEADERS if request.id is None else {**_JSON_HEADERS, "x-request-id": request.id}
+        )
+        doc = await self._send(client, "POST", self._infer_path, encode_request(request), headers)
+        try:
+            outputs, _ = response_from_dict(doc)
+        except InvalidInput as exc:
+            raise UpstreamError(f"{self.target} sent an invalid response: {exc.message}") from None
+        return outputs
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+    ) -> Any:
+        """One call; the decoded JSON body of a 200, else the matching modelrouter error."""
+        try:
+            response = await client.request(method, path, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise UpstreamTimeout(
+                f"{self.target} did not answer {method} {path} within {self.timeout:g}s"
+            ) from None
+        except httpx.HTTPError as exc:
+            detail = str(exc) or type(exc).__name__
+            raise UpstreamError(
+                f"{self.target} is unreachable ({method} {path}): {type(exc).__name__}: {detail}"
+            ) from None
+        if response.status_code != 200:
+            raise self._status_error(method, path, response)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"{self.target} answered {method} {path} with a body that is not JSON"
+            ) from None
+
+    def _status_error(self, method: str, path: str, response: httpx.Response) -> ModelRouterError:
+        status = response.status_code
+        message = _error_message(response)
+        if status in (400, 422):
+            return InvalidInput(f"remote '{self.remote_name}': {message}")
+        if status == 413:
+            return PayloadTooLarge(f"remote '{self.remote_name}': {message}")
+        if status == 504:
+            return UpstreamTimeout(f"{self.target} timed out (504): {message}")
+        return UpstreamError(f"{self.target} answered {method} {path} with {status}: {message}")
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The ``error`` of an Open Inference Protocol error body, else the start of the text."""
+    try:
+        doc = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict):
+        error = doc.get("error", doc.get("detail"))
+        if isinstance(error, str) and error:
+            return error
+    text = response.text.strip()
+    return text[:300] if text else response.reason_phrase or "no message"
+
+
+def _signature(doc: Any, target: str) -> ModelSignature:
+    """The remote model's metadata as a signature (entries without a name are skipped)."""
+    if not isinstance(doc, dict):
+        raise UpstreamError(f"{target} sent model metadata that is not a JSON object")
+
+    def specs(key: str) -> tuple[TensorSpec, ...]:
+        items = doc.get(key)
+        out = []
+        for item in items if isinstance(items, list) else ():
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            datatype = item.get("datatype")
+            shape = item.get("shape")
+            dims = tuple(d for d in shape if type(d) is int) if isinstance(shape, list) else ()
+            out.append(
+                TensorSpec(item["name"], datatype if isinstance(datatype, str) else "", dims)
+            )
+        return tuple(out)
+
+    platform = doc.get("platform")
+    return ModelSignature(
+        specs("inputs"),
+        specs("outputs"),
+        platform=platform if isinstance(platform, str) and platform else "remote",
+    )
