@@ -22,6 +22,7 @@ Upstream failures become modelrouter errors at this edge:
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -80,7 +81,11 @@ class RemoteRuntime(ModelRuntime):
         limit = self.spec.parameters.get("maxConnections", DEFAULT_MAX_CONNECTIONS)
         if type(limit) is not int or limit < 1:
             raise ConfigError(f"parameters.maxConnections must be a positive integer: {limit!r}")
-        self._limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+        # Idle connections are dropped before uvicorn's 5s keep-alive closes them (MLServer,
+        # KServe and modelrouter all serve with uvicorn), so a request never races that close.
+        self._limits = httpx.Limits(
+            max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=4.0
+        )
 
     async def aload(self) -> None:
         self.load()
@@ -120,10 +125,14 @@ class RemoteRuntime(ModelRuntime):
         body: bytes | None,
         headers: dict[str, str] | None,
     ) -> Any:
-        """One call; the decoded JSON body of a 200, else the matching modelrouter error."""
+        """One call; the decoded JSON body of a 200, else the matching modelrouter error.
+
+        ``timeout`` bounds the whole call; httpx's own timeouts apply to each phase alone.
+        """
         try:
-            response = await client.request(method, path, content=body, headers=headers)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self.timeout):
+                response = await client.request(method, path, content=body, headers=headers)
+        except (httpx.TimeoutException, TimeoutError):
             raise UpstreamTimeout(
                 f"{self.target} did not answer {method} {path} within {self.timeout:g}s"
             ) from None
