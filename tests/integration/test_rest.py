@@ -7,6 +7,7 @@ is missing. Responses are checked against the OIP v2 REST spec's schemas.
 from __future__ import annotations
 
 import gzip
+import pickle
 import re
 import struct
 import zlib
@@ -22,6 +23,8 @@ import numpy as np
 import orjson
 import pytest
 import yaml
+from sklearn.linear_model import LogisticRegression
+from tritonclient.utils import deserialize_bytes_tensor
 
 from fixtures.models import FAILURE_MESSAGE
 from modelrouter import __version__
@@ -59,6 +62,11 @@ models:
   failing:
     versions:
       v1: {{modelFormat: custom, implementation: "fixtures.models:FailingModel"}}
+  pickled:
+    versions:
+      joblib-as-pkl: {{storageUri: "EXTRA/joblib-as-pkl/model.pkl", modelFormat: sklearn}}
+      plain: {{storageUri: "EXTRA/plain", modelFormat: sklearn}}
+      labels: {{storageUri: "EXTRA/labels", modelFormat: sklearn, executor: thread}}
 """
 
 DEGRADED = """\
@@ -75,6 +83,7 @@ models:
       v2: {storageUri: ./no/such/dir, modelFormat: sklearn}
 """
 
+ROWS_FOR_LABELS = np.random.default_rng(5).normal(loc=3, scale=20, size=(200, 10))
 ROWS = np.array(
     [
         [12, 89.5, 3, 1, 1, 1, 34, 1, 2, 2],
@@ -103,9 +112,32 @@ def assert_spec(doc: Any, schema: str) -> None:
     )
 
 
+def save_extra_models(folder: Path) -> None:
+    """The churn v1 estimator dumped by joblib as ``.pkl``, and pickled plainly; and a
+    classifier whose labels are strings."""
+    for sub in ("joblib-as-pkl", "plain", "labels"):
+        (folder / sub).mkdir()
+    estimator = sklearn_model("churn", "v1")
+    joblib.dump(estimator, folder / "joblib-as-pkl" / "model.pkl")
+    with (folder / "plain" / "model.pickle").open("wb") as fh:
+        pickle.dump(estimator, fh)
+    labels = np.where(estimator.predict(ROWS_FOR_LABELS) == 1, "churn", "stay")
+    joblib.dump(
+        LogisticRegression().fit(ROWS_FOR_LABELS, labels), folder / "labels" / "model.joblib"
+    )
+
+
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[httpx.Client]:
-    app = create_app(loaded_from_yaml(CONFIG, EXAMPLE_MODELS))
+def extra_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models")
+    save_extra_models(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gateway(extra_models: Path) -> Iterator[httpx.Client]:
+    config = CONFIG.replace("EXTRA", str(extra_models))
+    app = create_app(loaded_from_yaml(config, EXAMPLE_MODELS))
     with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client
 
@@ -240,6 +272,9 @@ def test_repository_index(gateway: httpx.Client) -> None:
             ("ltv", "v1"): "READY",
             ("echo", "v1"): "READY",
             ("failing", "v1"): "READY",
+            ("pickled", "joblib-as-pkl"): "READY",
+            ("pickled", "plain"): "READY",
+            ("pickled", "labels"): "READY",
         }
 
 
@@ -472,6 +507,36 @@ def test_binary_bytes_input_to_custom_model(gateway: httpx.Client) -> None:
     assert chunks["echo"] == raw
 
 
+@pytest.mark.parametrize("version", ["joblib-as-pkl", "plain"])
+def test_pickle_files(gateway: httpx.Client, version: str) -> None:
+    r = gateway.post(f"/v2/models/pickled/versions/{version}/infer", json=infer_body())
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == sklearn_model("churn", "v1").predict(ROWS).tolist()
+
+
+def test_string_labels_are_bytes(gateway: httpx.Client, extra_models: Path) -> None:
+    meta = gateway.get("/v2/models/pickled/versions/labels").json()
+    assert meta["outputs"][0] == {"name": "predict", "datatype": "BYTES", "shape": [-1]}
+    expected = joblib.load(extra_models / "labels" / "model.joblib").predict(ROWS)
+    r = gateway.post("/v2/models/pickled/versions/labels/infer", json=infer_body())
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"][0]
+    assert (out["datatype"], out["shape"]) == ("BYTES", [3])
+    assert out["data"] == expected.tolist()
+    assert set(out["data"]) <= {"churn", "stay"}
+    r = gateway.post(
+        "/v2/models/pickled/versions/labels/infer",
+        json=infer_body(parameters={"binary_data_output": True}),
+    )
+    _, chunks = _binary_response(r)
+    assert deserialize_bytes_tensor(chunks["predict"]).tolist() == [s.encode() for s in expected]
+
+
+def test_empty_batch_is_a_client_error(gateway: httpx.Client) -> None:
+    r = gateway.post("/v2/models/churn/infer", json=infer_body(np.zeros((0, 10))))
+    assert_error(r, 400, "no rows")
+
+
 # --------------------------------------------------------------------------- compression
 
 
@@ -539,7 +604,7 @@ def test_v1_model_and_list(gateway: httpx.Client) -> None:
     assert r.json() == {"name": "churn", "ready": True}
     assert r.headers["x-model-version"] == "v1"
     models = gateway.get("/v1/models").json()["models"]
-    assert sorted(models) == ["churn", "echo", "failing", "ltv"]
+    assert sorted(models) == ["churn", "echo", "failing", "ltv", "pickled"]
 
 
 @pytest.mark.parametrize(

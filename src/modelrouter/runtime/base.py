@@ -131,6 +131,8 @@ def feature_matrix(inputs: list[Tensor], n_features: int | None = None) -> np.nd
         )
     if matrix.dtype == object:
         raise InvalidInput("this model takes numeric inputs, not BYTES")
+    if matrix.shape[0] == 0:
+        raise InvalidInput("the request has no rows to predict")
     return matrix
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,13 +21,10 @@ class SklearnRuntime(LocalRuntime):
     def load(self) -> None:
         assert self.path is not None
         file = find_model_file(self.path, SUFFIXES, "joblib or pickle model")
-        if file.suffix == ".joblib":
-            import joblib
+        import joblib
 
-            model = joblib.load(file)
-        else:
-            with file.open("rb") as fh:
-                model = pickle.load(fh)
+        # joblib reads plain pickles too, and ``joblib.dump(model, "model.pkl")`` is common
+        model = joblib.load(file)
         if not hasattr(model, "predict"):
             raise TypeError(f"{file.name} holds a {type(model).__name__}, which has no predict()")
         self._model: Any = model
