@@ -62,6 +62,12 @@ models:
   failing:
     versions:
       v1: {{modelFormat: custom, implementation: "fixtures.models:FailingModel"}}
+  label:
+    versions:
+      v1:
+        modelFormat: custom
+        implementation: fixtures.models:LabelModel
+        parameters: {{threshold: 10}}
   pickled:
     versions:
       joblib-as-pkl: {{storageUri: "EXTRA/joblib-as-pkl/model.pkl", modelFormat: sklearn}}
@@ -272,6 +278,7 @@ def test_repository_index(gateway: httpx.Client) -> None:
             ("ltv", "v1"): "READY",
             ("echo", "v1"): "READY",
             ("failing", "v1"): "READY",
+            ("label", "v1"): "READY",
             ("pickled", "joblib-as-pkl"): "READY",
             ("pickled", "plain"): "READY",
             ("pickled", "labels"): "READY",
@@ -400,6 +407,19 @@ def test_custom_model_gets_its_parameters(gateway: httpx.Client) -> None:
         {"name": "total", "datatype": "FP64", "shape": [2], "data": [6.0, 14.0]},  # scale: 2
         {"name": "echo", "datatype": "INT32", "shape": [2, 2], "data": [1, 2, 3, 4]},
     ]
+
+
+def test_custom_model_with_a_string_output_name(gateway: httpx.Client) -> None:
+    meta = gateway.get("/v2/models/label").json()
+    assert [o["name"] for o in meta["outputs"]] == ["label"]
+    body = {"inputs": [{"name": "x", "datatype": "INT64", "shape": [2, 2], "data": [1, 2, 9, 9]}]}
+    r = gateway.post("/v2/models/label/infer", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"] == [
+        {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["low", "high"]}
+    ]
+    r = gateway.post("/v1/models/label:predict", json={"instances": [[1, 2], [9, 9]]})
+    assert r.json() == {"predictions": ["low", "high"]}
 
 
 def _binary_response(r: httpx.Response) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -604,7 +624,7 @@ def test_v1_model_and_list(gateway: httpx.Client) -> None:
     assert r.json() == {"name": "churn", "ready": True}
     assert r.headers["x-model-version"] == "v1"
     models = gateway.get("/v1/models").json()["models"]
-    assert sorted(models) == ["churn", "echo", "failing", "ltv", "pickled"]
+    assert sorted(models) == ["churn", "echo", "failing", "label", "ltv", "pickled"]
 
 
 @pytest.mark.parametrize(

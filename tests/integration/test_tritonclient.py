@@ -89,6 +89,16 @@ def test_model_metadata(client: triton.InferenceServerClient, version: str) -> N
     assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
 
 
+def test_repository_index(client: triton.InferenceServerClient) -> None:
+    index = client.get_model_repository_index()
+    assert sorted((m["name"], m["version"], m["state"]) for m in index) == [
+        ("churn", "v1", "READY"),
+        ("churn", "v2", "READY"),
+        ("echo", "v1", "READY"),
+        ("failing", "v1", "READY"),
+    ]
+
+
 def test_metadata_of_unknown_model(client: triton.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as info:
         client.get_model_metadata("nope")

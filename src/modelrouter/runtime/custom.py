@@ -52,7 +52,10 @@ class CustomRuntime(LocalRuntime):
             self._obj.load()
         if not callable(getattr(self._obj, "predict", None)):
             raise TypeError(f"{self.spec.implementation} has no predict(inputs) method")
-        self._outputs = tuple(getattr(self._obj, "outputs", ("predict",)))
+        outputs = getattr(self._obj, "outputs", ("predict",))
+        self._outputs = (outputs,) if isinstance(outputs, str) else tuple(outputs)
+        if not self._outputs:
+            raise TypeError(f"{self.spec.implementation}.outputs names no output")
         self.default_outputs = self._outputs[:1]
 
     def output_names(self) -> Sequence[str]:
