@@ -267,6 +267,11 @@ def _arrays(inputs: list[Tensor]) -> Any:
 
 def _to_numpy(raw: Any) -> np.ndarray:
     """A prediction (array, pandas Series or DataFrame, list) as a numpy array."""
+    if isinstance(raw, dict):
+        raise TypeError(
+            f"predict() returned a dict (keys: {', '.join(map(str, raw))}), which is not one "
+            "tensor; return an array, a Series or a DataFrame"
+        )
     to_numpy = getattr(raw, "to_numpy", None)
     array = np.asarray(to_numpy() if callable(to_numpy) else raw)
     if array.dtype.kind == "U":

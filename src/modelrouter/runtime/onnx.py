@@ -26,7 +26,7 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from modelrouter.errors import InvalidInput, ModelLoadError
-from modelrouter.protocol.types import ModelSignature, Tensor, TensorSpec
+from modelrouter.protocol.types import ModelSignature, Tensor, TensorSpec, datatype_of
 from modelrouter.runtime.base import LocalRuntime, find_model_file
 
 SUFFIXES = (".onnx",)
@@ -199,7 +199,7 @@ def _cast(tensor: Tensor, spec: _Input) -> np.ndarray:
             f"{ONNX_TO_DATATYPE[spec.onnx_type]}"
         )
     elif data.dtype != spec.dtype:
-        data = data.astype(spec.dtype)
+        data = _convert(tensor.name, data, spec)
     if spec.shape and data.ndim == len(spec.shape) - 1 and _fits(data.shape, spec.shape[1:]):
         data = data.reshape((1, *data.shape))  # one row sent without its batch dimension
     if data.ndim != len(spec.shape) or not _fits(data.shape, spec.shape):
@@ -208,6 +208,30 @@ def _cast(tensor: Tensor, spec: _Input) -> np.ndarray:
             f"takes {list(_spec_shape(spec.shape))} (-1: any size)"
         )
     return data
+
+
+def _convert(name: str, data: np.ndarray, spec: _Input) -> np.ndarray:
+    """``data`` in the model's element type, refusing what would change a value (2.5 into an
+    integer input, 300 into UINT8), as the protocol's own decoding does."""
+    target = spec.dtype
+    datatype = ONNX_TO_DATATYPE[spec.onnx_type]
+    if target.kind == "f":
+        with np.errstate(over="ignore"):
+            narrowed = data.astype(target)
+        if np.isinf(narrowed).any() and np.isfinite(data).all():
+            raise InvalidInput(f"input '{name}': a value is out of range for {datatype}")
+        return narrowed
+    if target.kind == "b":
+        raise InvalidInput(f"input '{name}': {spec.name} takes BOOL, got {datatype_of(data)}")
+    whole = data.dtype.kind != "f" or bool(np.isfinite(data).all())
+    with np.errstate(invalid="ignore", over="ignore"):
+        cast = data.astype(target)
+    if not whole or not np.array_equal(cast, data):
+        raise InvalidInput(
+            f"input '{name}': {spec.name} takes {datatype}, and some values "
+            f"({datatype_of(data)}) are not whole numbers in its range"
+        )
+    return cast
 
 
 def _fits(shape: Sequence[int], dims: Sequence[int | None]) -> bool:

@@ -120,6 +120,13 @@ def test_inputs_matched_by_name_and_cast(tmp_path: Path) -> None:
     out = infer(runtime, [Tensor.from_array("x", av), Tensor.from_array("y", bv)])
     np.testing.assert_array_equal(out["diff"], np.array([[0.5, 1.0], [1.0, -1.0]], np.float32))
 
+    # whole floats are fine for the INT64 input, 2.5 is not; 1e39 does not fit FP32
+    whole = infer(runtime, [Tensor.from_array("a", av), Tensor.from_array("b", bv * 1.0)])
+    np.testing.assert_array_equal(whole["diff"], out["diff"])
+    with pytest.raises(InvalidInput, match="b takes INT64, and some values"):
+        infer(runtime, [Tensor.from_array("a", av), Tensor.from_array("b", bv + 0.5)])
+    with pytest.raises(InvalidInput, match="a value is out of range for FP32"):
+        infer(runtime, [Tensor.from_array("a", av * 1e39), Tensor.from_array("b", bv)])
     with pytest.raises(InvalidInput, match=r"missing input\(s\) b"):
         infer(runtime, [Tensor.from_array("a", av)])
     with pytest.raises(InvalidInput, match=r"takes 2 input\(s\) \(a, b\), the request has 1"):
