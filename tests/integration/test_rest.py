@@ -720,12 +720,17 @@ def test_body_over_the_limit(gateway: httpx.Client) -> None:
     assert gateway.get("/v2/health/live").status_code == 200
 
 
-def test_chunked_body_over_the_limit(gateway: httpx.Client) -> None:
-    sent = []
+def test_body_of_exactly_the_limit(gateway: httpx.Client) -> None:
+    content = orjson.dumps(infer_body())
+    content += b" " * (LIMIT - len(content))
+    r = gateway.post("/v2/models/churn/versions/v1/infer", content=content)
+    assert r.status_code == 200, r.text
+    assert_error(gateway.post("/v2/models/churn/infer", content=content + b" "), 413, "exceeds")
 
+
+def test_chunked_body_over_the_limit(gateway: httpx.Client) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(40):
-            sent.append(4096)
             yield b" " * 4096
 
     r = gateway.post("/v2/models/churn/infer", content=chunks())
