@@ -25,6 +25,7 @@ from modelrouter.errors import (
 from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
 from modelrouter.routing.table import RoutingTable, compile_table
+from modelrouter.runtime.base import LocalRuntime
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
 
@@ -46,7 +47,7 @@ class StaticTable:
     table: RoutingTable
 
 
-EXTENSIONS = ("binary_tensor_data", "model_repository")
+EXTENSIONS = ("binary_tensor_data",)
 
 
 @dataclass(slots=True)
@@ -146,6 +147,7 @@ class DataPlane:
         request's own ``id`` is echoed in the response."""
         start = time.perf_counter()
         table = self.routing.table
+        pinned_call = version is not None
         if version is not None:
             self.repository.entry(model, version)
             decision = pinned(table, model, version)
@@ -171,14 +173,16 @@ class DataPlane:
             else:
                 outputs, served = await self._run(decision, request, fallbacks)
         except ModelRouterError as exc:
-            await self._record(decision, rid, start, exc.status.http, None, fallbacks, exc)
+            await self._record(
+                decision, rid, start, exc.status.http, None, fallbacks, exc, pinned_call
+            )
             raise
         except Exception as exc:
-            await self._record(decision, rid, start, 500, None, fallbacks, exc)
+            await self._record(decision, rid, start, 500, None, fallbacks, exc, pinned_call)
             raise
         if decision.mirrors and self.shadow is not None:
             self.shadow.submit(model, served, decision.mirrors, request, outputs)
-        await self._record(decision, rid, start, 200, served, fallbacks, None)
+        await self._record(decision, rid, start, 200, served, fallbacks, None, pinned_call)
         return InferOutcome(
             InferenceResponse(model, served, outputs, request.id), served, decision, fallbacks
         )
@@ -191,7 +195,7 @@ class DataPlane:
         candidates += [v for v in decision.fallback if v not in candidates]
         per_try = decision.per_try_timeout
         last: ModelRouterError | None = None
-        for version in candidates:
+        for i, version in enumerate(candidates):
             for _ in range(decision.attempts):
                 try:
                     runtime = self.repository.runtime(decision.model, version)
@@ -209,8 +213,14 @@ class DataPlane:
                     )
                 except ModelRouterError as exc:
                     last = exc
-            if version != candidates[-1]:
-                fallbacks.append({"from": version, "error": last.message if last else ""})
+            if i + 1 < len(candidates):
+                fallbacks.append(
+                    {
+                        "version": candidates[i + 1],
+                        "from": version,
+                        "error": last.message if last else "",
+                    }
+                )
         assert last is not None
         raise last
 
@@ -223,8 +233,13 @@ class DataPlane:
         served: str | None,
         fallbacks: list[dict[str, str]],
         error: BaseException | None,
+        pinned: bool,
     ) -> None:
-        """One audit record per decision: queued, or committed first in durable mode."""
+        """One audit record per decision: queued, or committed first in durable mode.
+
+        The fields are those :mod:`modelrouter.audit.explain` reads: ``version`` is the version
+        routing chose, ``served_by`` the one that answered (None on failure), ``fallbacks`` the
+        versions that answered in turn after a failure, each with the error that caused it."""
         if self.audit is None:
             return
         record: dict[str, Any] = {
@@ -232,8 +247,9 @@ class DataPlane:
             "time": time.time(),
             "request_id": request_id,
             "model": decision.model,
-            "version": served or decision.version,
-            "routed_version": decision.version,
+            "version": decision.version,
+            "served_by": served,
+            "pinned": pinned,
             "rule": decision.rule_name,
             "matched": list(decision.matched),
             "bucket": decision.bucket,
@@ -257,5 +273,11 @@ class DataPlane:
     async def call_version(
         self, model: str, version: str, request: InferenceRequest
     ) -> list[Tensor]:
-        """One version, directly: how shadow copies reach their version."""
-        return await self.repository.runtime(model, version).infer(request)
+        """One version, directly: how shadow copies reach their version.
+
+        An in-process model predicts in a worker thread whatever its ``executor``: a shadow
+        must never hold the event loop that serves the primaries."""
+        runtime = self.repository.runtime(model, version)
+        if isinstance(runtime, LocalRuntime):
+            return await asyncio.to_thread(runtime.run, request)
+        return await runtime.infer(request)
