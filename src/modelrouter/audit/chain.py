@@ -1,0 +1,246 @@
+"""The hash chain that makes the audit log tamper-evident.
+
+Every stored record carries ``seq`` (1, 2, 3, ... without gaps), ``prev_hash`` (the ``hash`` of the
+record before it, or of the *anchor* left behind by pruning, or :data:`GENESIS_HASH`) and::
+
+    hash = sha256(prev_hash + canonical_json(record without "hash" and "prev_hash"))
+
+``seq`` and ``time`` are inside the hashed body, so renumbering or re-dating a record breaks its
+hash. The store keeps a *head* (seq and hash of the newest record) updated in the same transaction
+as every append, so deleting the newest records is detected too, and an *anchor* (seq and hash of
+the last record removed by retention) so that a pruned log still verifies from there on.
+
+The chain detects edits by anyone who does not recompute every later hash and the head; it is
+evidence, not access control.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelrouter.errors import InvalidInput
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of record 1 in a log that was never pruned."""
+
+CHAIN_FIELDS = frozenset({"seq", "prev_hash", "hash"})
+"""Fields the store assigns; whatever a caller puts there is replaced."""
+
+_UNHASHED = frozenset({"prev_hash", "hash"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPoint:
+    """A position in the chain: a seq and the hash of the record with that seq."""
+
+    seq: int
+    hash: str
+
+
+GENESIS = ChainPoint(0, GENESIS_HASH)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of :func:`verify`; ``first_bad_seq`` and ``reason`` say where and why."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte form that is hashed: sorted keys, no spaces, UTF-8, no NaN or infinity.
+
+    ``value`` must already be plain JSON data (see :func:`normalize`).
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def _to_json(value: Any) -> Any:
+    """Fallback for values json cannot encode: numpy scalars and arrays, sets, anything else."""
+    item = getattr(value, "tolist", None) or getattr(value, "item", None)
+    if callable(item):
+        return item()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` as plain JSON data: tuples become lists, keys strings, numpy scalars numbers.
+
+    The store hashes and stores exactly this form, so a record read back hashes the same.
+    Raises :class:`~modelrouter.errors.InvalidInput` for NaN, infinity or a non-mapping.
+    """
+    if not isinstance(record, Mapping):
+        raise InvalidInput(f"an audit record must be a mapping, not {type(record).__name__}")
+    try:
+        data = json.loads(
+            json.dumps(dict(record), default=_to_json, ensure_ascii=False, allow_nan=False)
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"audit record is not JSON: {exc}") from None
+    out: dict[str, Any] = data
+    return out
+
+
+def prepare_record(record: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A record ready to be sealed: plain JSON, a ``kind``, a ``time`` (``now`` when absent),
+    and no ``seq``/``prev_hash``/``hash`` (the store assigns those)."""
+    data = normalize(record)
+    kind = data.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidInput("an audit record needs a 'kind' (decision, change, admin, ...)")
+    for k in CHAIN_FIELDS:
+        data.pop(k, None)
+    t = data.get("time")
+    if t is None:
+        data["time"] = now
+    elif isinstance(t, bool) or not isinstance(t, int | float):
+        raise InvalidInput(f"audit record 'time' must be epoch seconds, not {t!r}")
+    return data
+
+
+def record_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
+    """The hash of ``record`` chained after ``prev_hash`` (its own hash fields are ignored)."""
+    body = {k: v for k, v in record.items() if k not in _UNHASHED}
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(body)).hexdigest()
+
+
+def seal(record: Mapping[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
+    """A copy of ``record`` (already normalized) with ``seq``, ``prev_hash`` and ``hash`` set."""
+    body, digest = seal_text(record, seq, prev_hash)
+    sealed: dict[str, Any] = json.loads(body)
+    sealed["prev_hash"] = prev_hash
+    sealed["hash"] = digest
+    return sealed
+
+
+def seal_text(record: Mapping[str, Any], seq: int, prev_hash: str) -> tuple[str, str]:
+    """``(body, hash)`` of ``record`` (already normalized) sealed as ``seq`` after ``prev_hash``.
+
+    ``body`` is the canonical JSON of the record with ``seq`` and without hash fields: exactly
+    the text that was hashed, so a store can keep it as is (one serialization per record) and
+    rebuild the record with ``json.loads(body) | {"prev_hash": ..., "hash": ...}``.
+    """
+    fields = {k: v for k, v in record.items() if k not in CHAIN_FIELDS}
+    fields["seq"] = seq
+    raw = canonical_json(fields)
+    return raw.decode("utf-8"), hashlib.sha256(prev_hash.encode("ascii") + raw).hexdigest()
+
+
+def unseal(body: str, prev_hash: str, digest: str) -> dict[str, Any]:
+    """The record a store kept as :func:`seal_text` output plus its two hash columns."""
+    record: dict[str, Any] = json.loads(body)
+    record["prev_hash"] = prev_hash
+    record["hash"] = digest
+    return record
+
+
+class ChainVerifier:
+    """Checks records one at a time, in seq order, so a large log can be streamed through.
+
+    ``anchor`` is where the stored log starts (:data:`GENESIS` when never pruned).
+    """
+
+    def __init__(self, anchor: ChainPoint | None = None) -> None:
+        self._last = anchor or GENESIS
+        self._checked = 0
+        self._failure: VerifyResult | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    def _fail(self, seq: int | None, reason: str) -> bool:
+        self._failure = VerifyResult(False, self._checked, seq, reason)
+        return False
+
+    def feed(self, record: Mapping[str, Any]) -> bool:
+        """Check the next record; False (and nothing more is checked) once the chain is broken."""
+        if self._failure is not None:
+            return False
+        expected = self._last.seq + 1
+        seq = record.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return self._fail(expected, f"record after seq {self._last.seq} has no valid seq")
+        if seq != expected:
+            if seq > expected:
+                missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
+                why = f"seq {missing} missing (deleted?) before seq {seq}"
+            else:
+                why = f"seq {seq} found where seq {expected} belongs (reordered or duplicated)"
+            return self._fail(expected, why)
+        stored = record.get("hash")
+        if record.get("prev_hash") != self._last.hash:
+            return self._fail(
+                seq,
+                f"prev_hash does not match the hash of seq {self._last.seq} "
+                "(a record before it was replaced, or the records were reordered)",
+            )
+        try:
+            actual = record_hash(self._last.hash, record)
+        except (TypeError, ValueError) as exc:
+            return self._fail(seq, f"record cannot be hashed: {exc}")
+        if stored != actual:
+            return self._fail(seq, "hash mismatch: the record was edited after it was written")
+        self._last = ChainPoint(seq, actual)
+        self._checked += 1
+        return True
+
+    def finish(self, head: ChainPoint | None = None) -> VerifyResult:
+        """The result; with ``head`` (the store's newest seq and hash), also checks the tail."""
+        if self._failure is not None:
+            return self._failure
+        last = self._last
+        if head is not None:
+            if head.seq > last.seq:
+                gone = str(head.seq) if head.seq == last.seq + 1 else f"{last.seq + 1}..{head.seq}"
+                return VerifyResult(
+                    False,
+                    self._checked,
+                    last.seq + 1,
+                    f"log ends at seq {last.seq} but its head is seq {head.seq}: "
+                    f"seq {gone} deleted",
+                )
+            if head.seq < last.seq:
+                return VerifyResult(
+                    False,
+                    self._checked,
+                    head.seq + 1,
+                    f"records after the head (seq {head.seq}) were added outside the store",
+                )
+            if head.hash != last.hash:
+                return VerifyResult(
+                    False,
+                    self._checked,
+                    last.seq,
+                    f"the head's hash does not match seq {last.seq}: "
+                    "the newest record was replaced",
+                )
+        return VerifyResult(True, self._checked)
+
+
+def verify(
+    records: Iterable[Mapping[str, Any]],
+    anchor: ChainPoint | None = None,
+    head: ChainPoint | None = None,
+) -> VerifyResult:
+    """Verify ``records`` (in the order given, which must be seq order) against the chain.
+
+    Detects an edited record, a record deleted in the middle, at the start (below ``anchor``) or
+    at the end (with ``head``), and records out of order.
+    """
+    verifier = ChainVerifier(anchor)
+    for record in records:
+        if not verifier.feed(record):
+            break
+    return verifier.finish(head)

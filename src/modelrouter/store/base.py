@@ -1,0 +1,422 @@
+"""The Store interface: state that every gateway process must agree on.
+
+Two things live here: the routing tables (one versioned JSON document per model) and the audit
+log (append-only, hash-chained, see :mod:`modelrouter.audit.chain`). Implementations:
+:class:`~modelrouter.store.memory.MemoryStore` (tests),
+:class:`~modelrouter.store.sqlite.SQLiteStore` (embedded default; processes of one machine) and
+:class:`~modelrouter.store.postgres.PostgresStore` (several machines).
+
+Every method is async and raises only :mod:`modelrouter.errors` types: :class:`StoreError` when the
+backend fails (retrying may help), :class:`Conflict` when an optimistic update loses a race,
+:class:`InvalidInput` for a record or document that is not JSON.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from modelrouter.audit.chain import (
+    ChainPoint,
+    ChainVerifier,
+    VerifyResult,
+    normalize,
+    prepare_record,
+)
+from modelrouter.errors import Conflict, InvalidInput
+
+log = logging.getLogger("modelrouter.store")
+
+Order = Literal["asc", "desc"]
+WatchCallback = Callable[[], Awaitable[None]]
+Clock = Callable[[], float]
+
+SCHEMA_VERSION = 1
+"""Version of the table layout; a store refuses a database written by a newer layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRecord:
+    """The current routing document of one model. ``version`` starts at 1 and grows by 1."""
+
+    model: str
+    version: int
+    document: dict[str, Any]
+    updated_at: float
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditBounds:
+    """Where the stored log starts (``anchor``: the last pruned record) and ends (``head``)."""
+
+    anchor: ChainPoint
+    head: ChainPoint
+
+
+class Watch:
+    """A running :meth:`Store.watch`: calls ``callback()`` after changes until :meth:`stop`.
+
+    Changes are coalesced: several puts in quick succession may give one call, and calls never
+    overlap, so the callback should re-read :meth:`Store.get_routing` rather than count calls.
+    An exception in the callback is logged and the watch goes on.
+    """
+
+    def __init__(self, callback: WatchCallback) -> None:
+        self._callback = callback
+        self._event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._dispatch())]
+        self.calls = 0
+
+    def notify(self) -> None:
+        """Schedule a call of the callback (from the event loop thread)."""
+        self._event.set()
+
+    def add_task(self, task: asyncio.Task[None]) -> None:
+        """Tie a background task (a poller or a listener) to this watch's lifetime."""
+        self._tasks.append(task)
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._event.wait()
+            self._event.clear()
+            try:
+                await self._callback()
+            except Exception:
+                log.exception("routing watch callback failed")
+            self.calls += 1
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+
+class Store(abc.ABC):
+    """Shared state of all gateway processes. Use ``async with`` or call :meth:`close`."""
+
+    url: str = ""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self._clock = clock
+        self._watches: list[Watch] = []
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:  # noqa: B027 (a hook, empty for stores without a connection)
+        """Connect and create the tables if needed. Optional: every method opens on first use."""
+
+    async def close(self) -> None:
+        """Stop every watch and release connections. Idempotent."""
+        self._closed = True
+        watches, self._watches = self._watches, []
+        for w in watches:
+            await w.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- routing tables ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_routing(self) -> dict[str, RoutingRecord]:
+        """The current routing document of every model that has one."""
+
+    @abc.abstractmethod
+    async def put_routing(
+        self,
+        model: str,
+        document: Mapping[str, Any],
+        actor: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> RoutingRecord:
+        """Replace the routing document of ``model``, bump its version and :meth:`revision`.
+
+        With ``expected_version`` (0 for "the model has no document yet") the write happens only
+        if the stored version still equals it, else :class:`~modelrouter.errors.Conflict`.
+        The same transaction appends a ``change`` audit record (actor, before, after, reason)
+        and notifies every watcher.
+        """
+
+    @abc.abstractmethod
+    async def revision(self) -> int:
+        """A counter bumped by every :meth:`put_routing` of any process; cheap to poll."""
+
+    async def watch(self, callback: WatchCallback, poll_interval: float = 0.5) -> Watch:
+        """Call ``callback()`` after every routing change made by any process.
+
+        Returns once the watch is armed: a change committed after this returns is seen. Stop it
+        with :meth:`Watch.stop` or :meth:`close`.
+        """
+        if poll_interval <= 0:
+            raise InvalidInput("poll_interval must be positive")
+        w = Watch(callback)
+        try:
+            await self._arm(w, poll_interval)
+        except BaseException:
+            await w.stop()
+            raise
+        self._watches.append(w)
+        return w
+
+    @abc.abstractmethod
+    async def _arm(self, watch: Watch, poll_interval: float) -> None:
+        """Start whatever makes ``watch.notify()`` happen on a change (a poller, a listener)."""
+
+    async def _poll_revision(self, watch: Watch, poll_interval: float) -> None:
+        """Arm ``watch`` by polling :meth:`revision` (for stores without push notification)."""
+        last = await self.revision()
+
+        async def poll() -> None:
+            nonlocal last
+            while True:
+                await asyncio.sleep(poll_interval)
+                try:
+                    current = await self.revision()
+                except Exception as exc:
+                    log.warning("routing watch: cannot read the revision: %s", exc)
+                    continue
+                if current != last:
+                    last = current
+                    watch.notify()
+
+        watch.add_task(asyncio.create_task(poll()))
+
+    # -- audit log -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append ``records`` in one transaction, in order; return their seqs.
+
+        Each record needs a ``kind``; ``time`` is set to now when absent; ``seq``, ``prev_hash``
+        and ``hash`` are assigned by the store (values given for them are replaced).
+        """
+
+    @abc.abstractmethod
+    async def query_audit(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        request_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+        order: Order = "desc",
+        after_seq: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records matching every filter given, ``limit`` of them (None: all) in seq ``order``.
+
+        ``since``/``until`` bound ``time`` (epoch seconds, both inclusive). ``after_seq`` is a
+        cursor: records that come after it in the requested order (seq > after_seq ascending,
+        seq < after_seq descending), so the last seq of a page fetches the next page.
+        """
+
+    async def get_decision(self, request_id: str) -> dict[str, Any] | None:
+        """The newest ``decision`` record of ``request_id``, or None."""
+        found = await self.query_audit(request_id=request_id, kind="decision", limit=1)
+        return found[0] if found else None
+
+    async def iter_audit(self, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
+        """Every stored record in seq order, read ``batch`` at a time."""
+        if batch < 1:
+            raise InvalidInput("batch must be at least 1")
+        after: int | None = None
+        while True:
+            page = await self.query_audit(limit=batch, order="asc", after_seq=after)
+            for record in page:
+                yield record
+            if len(page) < batch:
+                return
+            after = page[-1]["seq"]
+
+    @abc.abstractmethod
+    async def prune_audit(
+        self,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        actor: str = "modelrouter",
+    ) -> int:
+        """Delete the oldest records: those older than ``max_age`` seconds, and all but the
+        newest ``max_count``. Returns how many were deleted.
+
+        The seq and hash of the last deleted record become the new anchor, so the rest still
+        verifies; when anything was deleted, an ``admin`` record (action ``prune_audit``, by
+        ``actor``) is appended in the same transaction, so a prune is itself on the record.
+        """
+
+    @abc.abstractmethod
+    async def audit_bounds(self) -> AuditBounds:
+        """The anchor and head of the log, read together."""
+
+    async def verify_audit(self, batch: int = 1000) -> VerifyResult:
+        """Verify the whole stored log against its anchor and head.
+
+        Records appended while this runs are ignored (it checks up to the head read first);
+        a concurrent prune can make it fail spuriously.
+        """
+        bounds = await self.audit_bounds()
+        verifier = ChainVerifier(bounds.anchor)
+        after: int | None = bounds.anchor.seq
+        while not verifier.failed:
+            page = await self.query_audit(limit=batch, order="asc", after_seq=after)
+            for record in page:
+                seq = record.get("seq")
+                if isinstance(seq, int) and seq > bounds.head.seq:
+                    return verifier.finish(bounds.head)
+                if not verifier.feed(record):
+                    break
+            if len(page) < batch:
+                break
+            after = page[-1]["seq"]
+        return verifier.finish(bounds.head)
+
+
+# -- helpers shared by the implementations ---------------------------------------------------
+
+
+def prepare_records(records: Sequence[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Normalize records for :meth:`Store.append_audit` (see :func:`chain.prepare_record`)."""
+    return [prepare_record(r, now) for r in records]
+
+
+def index_columns(
+    record: Mapping[str, Any],
+) -> tuple[float, str, str | None, str | None, str | None, str | None]:
+    """The indexed columns of a prepared record: time, kind, model, version, rule, request_id."""
+
+    def text(key: str) -> str | None:
+        v = record.get(key)
+        return None if v is None else str(v)
+
+    return (
+        float(record["time"]),
+        str(record["kind"]),
+        text("model"),
+        text("version"),
+        text("rule"),
+        text("request_id"),
+    )
+
+
+def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A routing document as plain JSON data (the store does not interpret it)."""
+    if not isinstance(document, Mapping):
+        raise InvalidInput(f"a routing document must be a mapping, not {type(document).__name__}")
+    return normalize(document)
+
+
+def check_expected(model: str, current: int, expected: int | None) -> None:
+    """Raise :class:`Conflict` when an optimistic write's ``expected`` version is stale."""
+    if expected is not None and expected != current:
+        raise Conflict(
+            f"routing of {model} is at version {current}, not {expected}: "
+            "it changed since you read it; read it again and retry"
+        )
+
+
+def change_record(
+    model: str,
+    before: RoutingRecord | None,
+    after: RoutingRecord,
+    reason: str,
+) -> dict[str, Any]:
+    """The ``change`` audit record of a :meth:`Store.put_routing`."""
+    return {
+        "kind": "change",
+        "time": after.updated_at,
+        "actor": after.actor,
+        "action": "create" if before is None else "update",
+        "what": f"routing of {model}",
+        "model": model,
+        "before": None if before is None else before.document,
+        "after": after.document,
+        "previous_table_version": None if before is None else before.version,
+        "table_version": after.version,
+        "reason": reason,
+    }
+
+
+def prune_record(
+    deleted: int,
+    anchor: ChainPoint,
+    actor: str,
+    max_age: float | None,
+    max_count: int | None,
+    now: float,
+) -> dict[str, Any]:
+    """The ``admin`` audit record a prune leaves behind."""
+    rules = []
+    if max_age is not None:
+        rules.append(f"max_age={max_age:g}s")
+    if max_count is not None:
+        rules.append(f"max_count={max_count}")
+    return {
+        "kind": "admin",
+        "time": now,
+        "actor": actor,
+        "action": "prune_audit",
+        "what": "audit log",
+        "deleted": deleted,
+        "anchor_seq": anchor.seq,
+        "reason": "retention: " + ", ".join(rules),
+    }
+
+
+def check_query(limit: int | None, order: str) -> None:
+    if order not in ("asc", "desc"):
+        raise InvalidInput(f"order must be 'asc' or 'desc', not {order!r}")
+    if limit is not None and limit < 0:
+        raise InvalidInput("limit must not be negative")
+
+
+def check_prune(max_age: float | None, max_count: int | None) -> None:
+    if max_age is not None and max_age < 0:
+        raise InvalidInput("max_age must not be negative")
+    if max_count is not None and max_count < 0:
+        raise InvalidInput("max_count must not be negative")
+
+
+def prune_cutoff(
+    bounds: AuditBounds,
+    max_count: int | None,
+    first_young_seq: int | None,
+    use_age: bool,
+) -> int:
+    """The seq up to which a prune deletes (``bounds.anchor.seq``: nothing).
+
+    ``first_young_seq`` is the lowest seq whose time is within ``max_age``; the log is cut just
+    before it so that the remaining records stay one unbroken chain.
+    """
+    cutoff = bounds.anchor.seq
+    if max_count is not None:
+        cutoff = max(cutoff, bounds.head.seq - max_count)
+    if use_age:
+        cutoff = max(cutoff, bounds.head.seq if first_young_seq is None else first_young_seq - 1)
+    return min(cutoff, bounds.head.seq)

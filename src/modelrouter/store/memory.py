@@ -1,0 +1,188 @@
+"""An in-process store for unit tests (``memory://``): same semantics, nothing shared."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modelrouter.audit.chain import GENESIS, ChainPoint, seal
+from modelrouter.store.base import (
+    AuditBounds,
+    Clock,
+    Order,
+    RoutingRecord,
+    Store,
+    Watch,
+    change_record,
+    check_expected,
+    check_prune,
+    check_query,
+    normalize_document,
+    prepare_records,
+    prune_cutoff,
+    prune_record,
+)
+
+
+class MemoryStore(Store):
+    """Everything in dicts and lists, guarded by one asyncio lock. Records are copied in and out,
+    so a caller cannot edit the log by mutating what it got back."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        self.url = "memory://"
+        self._lock = asyncio.Lock()
+        self._routing: dict[str, RoutingRecord] = {}
+        self._revision = 0
+        self._audit: list[dict[str, Any]] = []
+        self._head = GENESIS
+        self._anchor = GENESIS
+
+    # -- routing -------------------------------------------------------------------------
+
+    async def get_routing(self) -> dict[str, RoutingRecord]:
+        return {m: _copy_routing(r) for m, r in self._routing.items()}
+
+    async def put_routing(
+        self,
+        model: str,
+        document: Mapping[str, Any],
+        actor: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> RoutingRecord:
+        doc = normalize_document(document)
+        async with self._lock:
+            before = self._routing.get(model)
+            check_expected(model, before.version if before else 0, expected_version)
+            after = RoutingRecord(
+                model, (before.version if before else 0) + 1, doc, self._clock(), actor
+            )
+            self._append_locked(
+                prepare_records([change_record(model, before, after, reason)], after.updated_at)
+            )
+            self._routing[model] = after
+            self._revision += 1
+        for w in self._watches:
+            w.notify()
+        return _copy_routing(after)
+
+    async def revision(self) -> int:
+        return self._revision
+
+    async def _arm(self, watch: Watch, poll_interval: float) -> None:
+        """Nothing to start: :meth:`put_routing` notifies the watches of this process directly."""
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _append_locked(self, prepared: list[dict[str, Any]]) -> list[int]:
+        seqs = []
+        head = self._head
+        for data in prepared:
+            sealed = seal(data, head.seq + 1, head.hash)
+            self._audit.append(sealed)
+            head = ChainPoint(sealed["seq"], sealed["hash"])
+            seqs.append(head.seq)
+        self._head = head
+        return seqs
+
+    async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
+        prepared = prepare_records(records, self._clock())
+        if not prepared:
+            return []
+        async with self._lock:
+            return self._append_locked(prepared)
+
+    async def query_audit(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        request_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+        order: Order = "desc",
+        after_seq: int | None = None,
+    ) -> list[dict[str, Any]]:
+        check_query(limit, order)
+        wanted = {
+            "model": model,
+            "version": version,
+            "rule": rule,
+            "kind": kind,
+            "request_id": request_id,
+        }
+        wanted = {k: v for k, v in wanted.items() if v is not None}
+        records = self._audit if order == "asc" else reversed(self._audit)
+        out: list[dict[str, Any]] = []
+        for r in records:
+            if limit is not None and len(out) >= limit:
+                break
+            if after_seq is not None and (
+                r["seq"] <= after_seq if order == "asc" else r["seq"] >= after_seq
+            ):
+                continue
+            if any(_text(r.get(k)) != v for k, v in wanted.items()):
+                continue
+            if since is not None and r["time"] < since:
+                continue
+            if until is not None and r["time"] > until:
+                continue
+            out.append(copy.deepcopy(r))
+        return out
+
+    async def prune_audit(
+        self,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        actor: str = "modelrouter",
+    ) -> int:
+        check_prune(max_age, max_count)
+        async with self._lock:
+            now = self._clock()
+            first_young = None
+            if max_age is not None:
+                young = [r["seq"] for r in self._audit if r["time"] >= now - max_age]
+                first_young = min(young) if young else None
+            bounds = AuditBounds(self._anchor, self._head)
+            cutoff = prune_cutoff(bounds, max_count, first_young, max_age is not None)
+            if cutoff <= self._anchor.seq:
+                return 0
+            kept = [r for r in self._audit if r["seq"] > cutoff]
+            gone = [r for r in self._audit if r["seq"] <= cutoff]
+            self._audit = kept
+            last = next((r for r in gone if r["seq"] == cutoff), None)
+            self._anchor = ChainPoint(cutoff, last["hash"] if last else self._head.hash)
+            deleted = len(gone)
+            self._append_locked(
+                prepare_records(
+                    [prune_record(deleted, self._anchor, actor, max_age, max_count, now)], now
+                )
+            )
+            return deleted
+
+    async def audit_bounds(self) -> AuditBounds:
+        return AuditBounds(self._anchor, self._head)
+
+    def tamper(self, seq: int, **changes: Any) -> None:
+        """Edit a stored record behind the chain's back (for tests of verification)."""
+        for r in self._audit:
+            if r["seq"] == seq:
+                r.update(changes)
+
+    def delete_raw(self, seq: int) -> None:
+        """Delete a stored record behind the chain's back (for tests of verification)."""
+        self._audit = [r for r in self._audit if r["seq"] != seq]
+
+
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _copy_routing(r: RoutingRecord) -> RoutingRecord:
+    return RoutingRecord(r.model, r.version, copy.deepcopy(r.document), r.updated_at, r.actor)

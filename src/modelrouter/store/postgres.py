@@ -1,0 +1,492 @@
+"""The shared store for several machines: PostgreSQL through psycopg 3 (async).
+
+URL: ``postgresql://user[:password]@host[:port]/db[?schema=NAME&...]``. ``schema`` (default
+``public``) is created if missing; other query parameters go to libpq. Tables are prefixed
+``mr_``.
+
+One connection runs the queries (one operation at a time, guarded by an asyncio lock; a broken
+connection is replaced on the next call); each :meth:`watch` holds its own ``LISTEN`` connection.
+Every write takes ``pg_advisory_xact_lock`` (one key per schema), so concurrent appenders from any
+number of gateways keep the chain linear, and :meth:`put_routing` sends ``pg_notify`` inside its
+transaction, so listeners hear of a change exactly when it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.errors import ConfigError, ModelRouterError, StoreError
+from modelrouter.store.base import (
+    SCHEMA_VERSION,
+    AuditBounds,
+    Clock,
+    Order,
+    RoutingRecord,
+    Store,
+    Watch,
+    change_record,
+    check_expected,
+    check_prune,
+    check_query,
+    index_columns,
+    normalize_document,
+    prepare_records,
+    prune_cutoff,
+    prune_record,
+)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+
+log = logging.getLogger("modelrouter.store")
+
+_INLINE_BATCH = 16
+"""Batches larger than this are normalized and hashed in a worker thread."""
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def parse_postgres_url(url: str) -> tuple[str, str]:
+    """``(conninfo for libpq, schema)`` from a store URL; the ``schema`` parameter is ours."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"not a PostgreSQL URL: {url!r}")
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    schema = "public"
+    rest = []
+    for key, value in params:
+        if key == "schema":
+            schema = value
+        else:
+            rest.append((key, value))
+    if not _IDENTIFIER.match(schema):
+        raise ConfigError(
+            f"schema {schema!r} in {url!r}: use letters, digits and _ (not first), up to 63"
+        )
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore(Store):
+    def __init__(
+        self, url: str, *, connect_timeout: float = 10.0, clock: Clock = time.time
+    ) -> None:
+        super().__init__(clock)
+        self._conninfo, self.schema = parse_postgres_url(url)
+        self.url = _redact(url)
+        self._connect_timeout = connect_timeout
+        digest = hashlib.sha256(f"modelrouter:{self.schema}".encode()).digest()
+        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        self.channel = f"modelrouter_{self.schema}"[:63].lower()
+        self._conn: Conn | None = None
+        self._lock = asyncio.Lock()
+        self._schema_ready = False
+        s = f'"{self.schema}"'
+        self._t_state = f"{s}.mr_state"
+        self._t_routing = f"{s}.mr_routing"
+        self._t_audit = f"{s}.mr_audit"
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _connect(self) -> Conn:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL store {self.url}: cannot connect: {exc}") from exc
+
+    async def open(self) -> None:
+        async with self._lock:
+            await self._connection()
+
+    async def _connection(self) -> Conn:
+        """The query connection (caller holds ``self._lock``); (re)connects when needed."""
+        if self._closed:
+            raise StoreError(f"store {self.url} is closed")
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        conn = await self._connect()
+        try:
+            if not self._schema_ready:
+                await self._create_schema(conn)
+                self._schema_ready = True
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    async def _create_schema(self, conn: Conn) -> None:
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                cur = await conn.execute(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                )
+                if await cur.fetchone() is None:
+                    await conn.execute(f'CREATE SCHEMA "{self.schema}"')
+                for statement in self._schema_statements():
+                    await conn.execute(statement)
+                cur = await conn.execute(f"SELECT schema_version FROM {self._t_state} WHERE id = 1")
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL store {self.url}: cannot create tables: {exc}") from exc
+        if row is not None and row[0] > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store was written by a newer modelrouter (schema {row[0]}, "
+                f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
+            )
+
+    def _schema_statements(self) -> list[str]:
+        a = self._t_audit
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {self._t_state} (
+                id integer PRIMARY KEY CHECK (id = 1),
+                schema_version integer NOT NULL,
+                revision bigint NOT NULL,
+                head_seq bigint NOT NULL,
+                head_hash text NOT NULL,
+                anchor_seq bigint NOT NULL,
+                anchor_hash text NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS {self._t_routing} (
+                model text PRIMARY KEY,
+                version bigint NOT NULL,
+                document text NOT NULL,
+                updated_at double precision NOT NULL,
+                actor text NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS {a} (
+                seq bigint PRIMARY KEY,
+                time double precision NOT NULL,
+                kind text NOT NULL,
+                model text,
+                version text,
+                rule text,
+                request_id text,
+                record text NOT NULL,
+                prev_hash text NOT NULL,
+                hash text NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS mr_audit_time ON {a} (time)",
+            f"CREATE INDEX IF NOT EXISTS mr_audit_model ON {a} (model, seq)",
+            f"CREATE INDEX IF NOT EXISTS mr_audit_kind ON {a} (kind, seq)",
+            f"CREATE INDEX IF NOT EXISTS mr_audit_request ON {a} (request_id)",
+            f"""INSERT INTO {self._t_state} VALUES
+                (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
+                ON CONFLICT (id) DO NOTHING""",
+        ]
+
+    async def _op(self, fn: Callable[[Conn], Awaitable[T]], *, read_only: bool = True) -> T:
+        """Run ``fn`` on the query connection, one at a time; psycopg errors become StoreError.
+
+        A read that finds the connection dead (server restart, failover, idle timeout) is
+        retried once on a new one; a write is not, since whether it committed is unknown.
+        """
+        async with self._lock:
+            for attempt in (1, 2):
+                conn = await self._connection()
+                try:
+                    return await fn(conn)
+                except ModelRouterError:
+                    raise
+                except psycopg.Error as exc:
+                    dead = conn.broken or conn.closed
+                    if dead:
+                        self._conn = None
+                        await conn.close()
+                    if dead and read_only and attempt == 1:
+                        log.info("PostgreSQL store %s: connection lost, reconnecting", self.url)
+                        continue
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
+                except asyncio.CancelledError:
+                    # cancelled mid-statement: the connection's state is unknown, start afresh
+                    self._conn = None
+                    await conn.close()
+                    raise
+            raise AssertionError("unreachable")
+
+    async def _write(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """``fn`` in a transaction holding the store's advisory lock."""
+
+        async def run(conn: Conn) -> T:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                return await fn(conn)
+
+        return await self._op(run, read_only=False)
+
+    async def close(self) -> None:
+        await super().close()
+        async with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+
+    # -- routing -------------------------------------------------------------------------
+
+    async def get_routing(self) -> dict[str, RoutingRecord]:
+        async def read(conn: Conn) -> dict[str, RoutingRecord]:
+            cur = await conn.execute(
+                f"SELECT model, version, document, updated_at, actor FROM {self._t_routing}"
+            )
+            rows = await cur.fetchall()
+            return {m: RoutingRecord(m, v, json.loads(d), u, a) for m, v, d, u, a in rows}
+
+        return await self._op(read)
+
+    async def put_routing(
+        self,
+        model: str,
+        document: Mapping[str, Any],
+        actor: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> RoutingRecord:
+        doc = normalize_document(document)
+        text = json.dumps(doc, ensure_ascii=False)
+
+        async def write(conn: Conn) -> RoutingRecord:
+            cur = await conn.execute(
+                f"SELECT version, document, updated_at, actor FROM {self._t_routing}"
+                " WHERE model = %s",
+                (model,),
+            )
+            row = await cur.fetchone()
+            before = (
+                RoutingRecord(model, row[0], json.loads(row[1]), row[2], row[3]) if row else None
+            )
+            current = before.version if before else 0
+            check_expected(model, current, expected_version)
+            after = RoutingRecord(model, current + 1, doc, self._clock(), actor)
+            await conn.execute(
+                f"INSERT INTO {self._t_routing} VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (model) DO UPDATE SET version = excluded.version,"
+                " document = excluded.document, updated_at = excluded.updated_at,"
+                " actor = excluded.actor",
+                (model, after.version, text, after.updated_at, actor),
+            )
+            cur = await conn.execute(
+                f"UPDATE {self._t_state} SET revision = revision + 1 WHERE id = 1"
+                " RETURNING revision"
+            )
+            rev = await cur.fetchone()
+            change = change_record(model, before, after, reason)
+            await self._append_locked(conn, prepare_records([change], after.updated_at))
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)", (self.channel, str(rev[0] if rev else ""))
+            )
+            return after
+
+        return await self._write(write)
+
+    async def revision(self) -> int:
+        async def read(conn: Conn) -> int:
+            cur = await conn.execute(f"SELECT revision FROM {self._t_state} WHERE id = 1")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._op(read)
+
+    async def _arm(self, watch: Watch, poll_interval: float) -> None:
+        """LISTEN on a connection of its own; ``poll_interval`` is not needed."""
+        await self.open()
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watch.add_task(asyncio.create_task(self._listen(watch, ready)))
+        await ready
+
+    async def _listen(self, watch: Watch, ready: asyncio.Future[None]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                conn = await self._connect()
+                try:
+                    await conn.execute(f'LISTEN "{self.channel}"')
+                    if ready.done():
+                        watch.notify()  # changes may have been missed while reconnecting
+                    else:
+                        ready.set_result(None)
+                    delay = 0.1
+                    async for _ in conn.notifies():
+                        watch.notify()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except Exception as exc:
+                if not ready.done():
+                    err = exc if isinstance(exc, ModelRouterError) else StoreError(str(exc))
+                    ready.set_exception(err)
+                    return
+                log.warning("routing watch: LISTEN connection lost (%s); reconnecting", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    async def _append_locked(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
+        cur = await conn.execute(f"SELECT head_seq, head_hash FROM {self._t_state} WHERE id = 1")
+        row = await cur.fetchone()
+        if row is None:
+            raise StoreError(f"PostgreSQL store {self.url}: the state row is missing")
+        head_seq, head_hash = row
+        if len(prepared) > _INLINE_BATCH:  # hashing is CPU work: keep the event loop free
+            rows = await asyncio.to_thread(_sealed_rows, prepared, head_seq, head_hash)
+        else:
+            rows = _sealed_rows(prepared, head_seq, head_hash)
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {self._t_audit}"
+                " (seq, time, kind, model, version, rule, request_id, record, prev_hash, hash)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+        await conn.execute(
+            f"UPDATE {self._t_state} SET head_seq = %s, head_hash = %s WHERE id = 1",
+            (rows[-1][0], rows[-1][-1]),
+        )
+        return [r[0] for r in rows]
+
+    async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
+        if not records:
+            return []
+        if len(records) > _INLINE_BATCH:
+            prepared = await asyncio.to_thread(prepare_records, records, self._clock())
+        else:
+            prepared = prepare_records(records, self._clock())
+        return await self._write(lambda conn: self._append_locked(conn, prepared))
+
+    async def query_audit(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        request_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+        order: Order = "desc",
+        after_seq: int | None = None,
+    ) -> list[dict[str, Any]]:
+        check_query(limit, order)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("model", model),
+            ("version", version),
+            ("rule", rule),
+            ("kind", kind),
+            ("request_id", request_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if since is not None:
+            clauses.append("time >= %s")
+            params.append(since)
+        if until is not None:
+            clauses.append("time <= %s")
+            params.append(until)
+        if after_seq is not None:
+            clauses.append("seq > %s" if order == "asc" else "seq < %s")
+            params.append(after_seq)
+        query = f"SELECT record, prev_hash, hash FROM {self._t_audit}"
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += f" ORDER BY seq {order.upper()}"
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(limit)
+
+        async def read(conn: Conn) -> list[dict[str, Any]]:
+            cur = await conn.execute(query, params)
+            return [unseal(*row) for row in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def prune_audit(
+        self,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        actor: str = "modelrouter",
+    ) -> int:
+        check_prune(max_age, max_count)
+
+        async def write(conn: Conn) -> int:
+            now = self._clock()
+            bounds = await self._bounds(conn)
+            first_young = None
+            if max_age is not None:
+                cur = await conn.execute(
+                    f"SELECT MIN(seq) FROM {self._t_audit} WHERE time >= %s", (now - max_age,)
+                )
+                row = await cur.fetchone()
+                first_young = row[0] if row else None
+            cutoff = prune_cutoff(bounds, max_count, first_young, max_age is not None)
+            if cutoff <= bounds.anchor.seq:
+                return 0
+            if cutoff == bounds.head.seq:
+                anchor = bounds.head
+            else:
+                cur = await conn.execute(
+                    f"SELECT hash FROM {self._t_audit} WHERE seq = %s", (cutoff,)
+                )
+                found = await cur.fetchone()
+                if found is None:
+                    raise StoreError(f"audit record {cutoff} is missing: run 'audit verify'")
+                anchor = ChainPoint(cutoff, found[0])
+            cur = await conn.execute(f"DELETE FROM {self._t_audit} WHERE seq <= %s", (cutoff,))
+            deleted = cur.rowcount
+            await conn.execute(
+                f"UPDATE {self._t_state} SET anchor_seq = %s, anchor_hash = %s WHERE id = 1",
+                (anchor.seq, anchor.hash),
+            )
+            note = prune_record(deleted, anchor, actor, max_age, max_count, now)
+            await self._append_locked(conn, prepare_records([note], now))
+            return deleted
+
+        return await self._write(write)
+
+    async def _bounds(self, conn: Conn) -> AuditBounds:
+        cur = await conn.execute(
+            f"SELECT anchor_seq, anchor_hash, head_seq, head_hash FROM {self._t_state} WHERE id = 1"
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise StoreError(f"PostgreSQL store {self.url}: the state row is missing")
+        return AuditBounds(ChainPoint(row[0], row[1]), ChainPoint(row[2], row[3]))
+
+    async def audit_bounds(self) -> AuditBounds:
+        return await self._op(self._bounds)
+
+
+def _sealed_rows(prepared: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any, ...]]:
+    """Insert rows for ``prepared`` records chained after ``(seq, prev)``; hash is the last."""
+    rows = []
+    for data in prepared:
+        seq += 1
+        body, digest = seal_text(data, seq, prev)
+        rows.append((seq, *index_columns(data), body, prev, digest))
+        prev = digest
+    return rows

@@ -1,0 +1,397 @@
+"""The embedded store: one SQLite file shared by every gateway process on the machine.
+
+The stdlib ``sqlite3`` runs in one worker thread per store (the connection never leaves it), so
+the event loop never blocks on disk. The file is in WAL mode (readers never wait for the writer)
+with a busy timeout; every write is ``BEGIN IMMEDIATE``, which takes the database's write lock
+up front, so concurrent appenders from several processes queue up and the chain stays linear.
+``synchronous=FULL``: a committed transaction survives a crash of the machine, not only of the
+process, which is what the audit writer's durable mode promises.
+
+Change notification polls :meth:`revision` (SQLite has no cross-process notification).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.errors import ModelRouterError, StoreError
+from modelrouter.store.base import (
+    SCHEMA_VERSION,
+    AuditBounds,
+    Clock,
+    Order,
+    RoutingRecord,
+    Store,
+    Watch,
+    change_record,
+    check_expected,
+    check_prune,
+    check_query,
+    index_columns,
+    normalize_document,
+    prepare_records,
+    prune_cutoff,
+    prune_record,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS mr_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        schema_version INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        head_seq INTEGER NOT NULL,
+        head_hash TEXT NOT NULL,
+        anchor_seq INTEGER NOT NULL,
+        anchor_hash TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS mr_routing (
+        model TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        actor TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS mr_audit (
+        seq INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        model TEXT,
+        version TEXT,
+        rule TEXT,
+        request_id TEXT,
+        record TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS mr_audit_time ON mr_audit (time)",
+    "CREATE INDEX IF NOT EXISTS mr_audit_model ON mr_audit (model, seq)",
+    "CREATE INDEX IF NOT EXISTS mr_audit_kind ON mr_audit (kind, seq)",
+    "CREATE INDEX IF NOT EXISTS mr_audit_request ON mr_audit (request_id)",
+    f"""INSERT OR IGNORE INTO mr_state VALUES
+        (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
+]
+
+_INSERT_AUDIT = (
+    "INSERT INTO mr_audit"
+    " (seq, time, kind, model, version, rule, request_id, record, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///path`` URL, made absolute against the current directory.
+
+    ``sqlite:///./x.db`` and ``sqlite:///x.db`` are relative, ``sqlite:////var/x.db`` absolute.
+    """
+    from modelrouter.errors import ConfigError
+
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(f"not a SQLite URL: {url!r} (use sqlite:///path/to/file.db)")
+    raw = url[len(prefix) :].split("?", 1)[0]
+    if not raw or raw == ":memory:":
+        raise ConfigError(
+            f"{url!r}: give a file (sqlite:///./modelrouter.db); use memory:// for tests"
+        )
+    return Path(raw).absolute()
+
+
+class SQLiteStore(Store):
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 10.0, clock: Clock = time.time
+    ) -> None:
+        super().__init__(clock)
+        self.path = Path(path).absolute()
+        self.url = f"sqlite:///{self.path}"
+        self._busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._open_lock = asyncio.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        async with self._open_lock:
+            if self._conn is not None:
+                return
+            if self._closed:
+                raise StoreError(f"store {self.url} is closed")
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="modelrouter-sqlite")
+            self._conn = await self._in_thread(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            deadline = time.monotonic() + self._busy_timeout
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    # switching a new file to WAL can race another process doing the same
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            conn.execute("PRAGMA synchronous=FULL")
+            self._transaction(conn, self._create_schema)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        (version,) = conn.execute("SELECT schema_version FROM mr_state WHERE id = 1").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store was written by a newer modelrouter (schema {version}, "
+                f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
+            )
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the store's thread; sqlite3 errors become StoreError."""
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self._translated, fn, *args)
+        )
+
+    def _translated(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except ModelRouterError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        await self.open()
+        return await self._in_thread(fn, *args)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        await self.open()
+        return await self._in_thread(self._transaction, self._conn, fn)
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` inside ``BEGIN IMMEDIATE``: holds the write lock until commit."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._conn is not None
+        return fn(self._conn)
+
+    async def close(self) -> None:
+        await super().close()
+        async with self._open_lock:
+            conn, self._conn = self._conn, None
+            executor, self._executor = self._executor, None
+            if executor is None:
+                return
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            executor.shutdown(wait=False)
+
+    # -- routing -------------------------------------------------------------------------
+
+    async def get_routing(self) -> dict[str, RoutingRecord]:
+        def read(conn: sqlite3.Connection) -> dict[str, RoutingRecord]:
+            rows = conn.execute(
+                "SELECT model, version, document, updated_at, actor FROM mr_routing"
+            ).fetchall()
+            return {m: RoutingRecord(m, v, json.loads(d), u, a) for m, v, d, u, a in rows}
+
+        return await self._run(self._read, read)
+
+    async def put_routing(
+        self,
+        model: str,
+        document: Mapping[str, Any],
+        actor: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> RoutingRecord:
+        doc = normalize_document(document)
+        text = json.dumps(doc, ensure_ascii=False)
+
+        def write(conn: sqlite3.Connection) -> RoutingRecord:
+            row = conn.execute(
+                "SELECT version, document, updated_at, actor FROM mr_routing WHERE model = ?",
+                (model,),
+            ).fetchone()
+            before = (
+                RoutingRecord(model, row[0], json.loads(row[1]), row[2], row[3]) if row else None
+            )
+            current = before.version if before else 0
+            check_expected(model, current, expected_version)
+            after = RoutingRecord(model, current + 1, doc, self._clock(), actor)
+            conn.execute(
+                "INSERT OR REPLACE INTO mr_routing VALUES (?, ?, ?, ?, ?)",
+                (model, after.version, text, after.updated_at, actor),
+            )
+            conn.execute("UPDATE mr_state SET revision = revision + 1 WHERE id = 1")
+            change = change_record(model, before, after, reason)
+            self._append_locked(conn, [change], after.updated_at)
+            return after
+
+        return await self._write(write)
+
+    async def revision(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            (rev,) = conn.execute("SELECT revision FROM mr_state WHERE id = 1").fetchone()
+            return int(rev)
+
+        return await self._run(self._read, read)
+
+    async def _arm(self, watch: Watch, poll_interval: float) -> None:
+        await self._poll_revision(watch, poll_interval)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _append_locked(
+        conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
+    ) -> list[int]:
+        """Seal and insert ``records`` (in the store's thread, inside the write transaction)."""
+        prepared = prepare_records(records, now)
+        head_seq, head_hash = conn.execute(
+            "SELECT head_seq, head_hash FROM mr_state WHERE id = 1"
+        ).fetchone()
+        rows = []
+        seqs = []
+        for data in prepared:
+            seq, prev = head_seq + 1, head_hash
+            body, head_hash = seal_text(data, seq, prev)
+            head_seq = seq
+            rows.append((seq, *index_columns(data), body, prev, head_hash))
+            seqs.append(seq)
+        conn.executemany(_INSERT_AUDIT, rows)
+        conn.execute(
+            "UPDATE mr_state SET head_seq = ?, head_hash = ? WHERE id = 1", (head_seq, head_hash)
+        )
+        return seqs
+
+    async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
+        if not records:
+            return []
+        batch, now = list(records), self._clock()
+        return await self._write(lambda conn: self._append_locked(conn, batch, now))
+
+    async def query_audit(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        rule: str | None = None,
+        kind: str | None = None,
+        request_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = 100,
+        order: Order = "desc",
+        after_seq: int | None = None,
+    ) -> list[dict[str, Any]]:
+        check_query(limit, order)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("model", model),
+            ("version", version),
+            ("rule", rule),
+            ("kind", kind),
+            ("request_id", request_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("time <= ?")
+            params.append(until)
+        if after_seq is not None:
+            clauses.append("seq > ?" if order == "asc" else "seq < ?")
+            params.append(after_seq)
+        query = "SELECT record, prev_hash, hash FROM mr_audit"
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += f" ORDER BY seq {order.upper()}"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [unseal(*row) for row in conn.execute(query, params)]
+
+        return await self._run(self._read, read)
+
+    async def prune_audit(
+        self,
+        max_age: float | None = None,
+        max_count: int | None = None,
+        actor: str = "modelrouter",
+    ) -> int:
+        check_prune(max_age, max_count)
+
+        def write(conn: sqlite3.Connection) -> int:
+            now = self._clock()
+            bounds = self._bounds(conn)
+            first_young = None
+            if max_age is not None:
+                (first_young,) = conn.execute(
+                    "SELECT MIN(seq) FROM mr_audit WHERE time >= ?", (now - max_age,)
+                ).fetchone()
+            cutoff = prune_cutoff(bounds, max_count, first_young, max_age is not None)
+            if cutoff <= bounds.anchor.seq:
+                return 0
+            if cutoff == bounds.head.seq:
+                anchor = bounds.head
+            else:
+                row = conn.execute("SELECT hash FROM mr_audit WHERE seq = ?", (cutoff,))
+                found = row.fetchone()
+                if found is None:
+                    raise StoreError(f"audit record {cutoff} is missing: run 'audit verify'")
+                anchor = ChainPoint(cutoff, found[0])
+            deleted = conn.execute("DELETE FROM mr_audit WHERE seq <= ?", (cutoff,)).rowcount
+            conn.execute(
+                "UPDATE mr_state SET anchor_seq = ?, anchor_hash = ? WHERE id = 1",
+                (anchor.seq, anchor.hash),
+            )
+            note = prune_record(deleted, anchor, actor, max_age, max_count, now)
+            self._append_locked(conn, [note], now)
+            return deleted
+
+        return await self._write(write)
+
+    @staticmethod
+    def _bounds(conn: sqlite3.Connection) -> AuditBounds:
+        a_seq, a_hash, h_seq, h_hash = conn.execute(
+            "SELECT anchor_seq, anchor_hash, head_seq, head_hash FROM mr_state WHERE id = 1"
+        ).fetchone()
+        return AuditBounds(ChainPoint(a_seq, a_hash), ChainPoint(h_seq, h_hash))
+
+    async def audit_bounds(self) -> AuditBounds:
+        return await self._run(self._read, self._bounds)

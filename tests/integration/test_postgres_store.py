@@ -1,0 +1,267 @@
+"""The PostgreSQL store against a real server (127.0.0.1:5432, database ``test``).
+
+Each test works in a fresh schema that it drops. No skips: a server that is down fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from modelrouter.errors import ConfigError, StoreError
+from modelrouter.store import open_store
+from modelrouter.store.postgres import PostgresStore, parse_postgres_url
+from store_contract import CONTRACT, DOC_V1, Check, decision, run_check
+
+pytestmark = pytest.mark.integration
+
+SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+
+APPENDER = """
+import asyncio, os, random, sys
+from modelrouter.store import open_store
+async def main(url, tag, n, go):
+    rnd = random.Random(tag)
+    async with open_store(url) as store:
+        await store.open()
+        while not os.path.exists(go):
+            await asyncio.sleep(0.005)
+        done = 0
+        while done < n:
+            k = min(n - done, rnd.randint(1, 7))
+            await store.append_audit(
+                [{"kind": "decision", "request_id": f"{tag}-{done + i}", "model": tag}
+                 for i in range(k)])
+            done += k
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+"""
+
+PUTTER = """
+import asyncio, os, sys, time
+from modelrouter.store import open_store
+async def main(url, go):
+    async with open_store(url) as store:
+        await store.open()
+        while not os.path.exists(go):
+            await asyncio.sleep(0.01)
+        await store.put_routing("churn", {"http": []}, "other-process", "cross-process test")
+        print(time.time(), flush=True)
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    schema = f"mrtest_{uuid.uuid4().hex[:12]}"
+    yield f"{SERVER}?schema={schema}"
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def sql(statement: str) -> None:
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
+def test_contract(check: Check, pg_url: str) -> None:
+    run_check(open_store(pg_url), check)
+
+
+def test_url_parsing() -> None:
+    conninfo, schema = parse_postgres_url("postgresql://u:pw@h:5433/db?schema=s1&sslmode=disable")
+    assert (conninfo, schema) == ("postgresql://u:pw@h:5433/db?sslmode=disable", "s1")
+    assert parse_postgres_url("postgres://h/db")[1] == "public"
+    with pytest.raises(ConfigError):
+        parse_postgres_url("postgresql://h/db?schema=bad;drop")
+    store = PostgresStore("postgresql://u:secret@h/db")
+    assert "secret" not in store.url
+
+
+def test_tables_live_in_the_schema_of_the_url(pg_url: str) -> None:
+    schema = parse_postgres_url(pg_url)[1]
+
+    async def main() -> None:
+        async with open_store(pg_url) as store:
+            await store.put_routing("churn", DOC_V1, "alice", "x")
+
+    run(main())
+    with psycopg.connect(SERVER) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+            (schema,),
+        ).fetchall()
+    assert [r[0] for r in rows] == ["mr_audit", "mr_routing", "mr_state"]
+
+
+def _tampered(pg_url: str, statements: list[str]) -> tuple[bool, int | None, str]:
+    schema = parse_postgres_url(pg_url)[1]
+
+    async def fill() -> None:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(i) for i in range(8)])
+
+    run(fill())
+    for s in statements:
+        sql(s.replace("AUDIT", f'"{schema}".mr_audit'))
+
+    async def check() -> tuple[bool, int | None, str]:
+        async with open_store(pg_url) as store:
+            r = await store.verify_audit()
+            return r.ok, r.first_bad_seq, r.reason
+
+    result = run(check())
+    assert isinstance(result, tuple)
+    return result
+
+
+def test_an_edited_record_is_detected(pg_url: str) -> None:
+    edit = (
+        "UPDATE AUDIT SET record = replace(record, '\"status\":200', '\"status\":201')"
+        " WHERE seq = 4"
+    )
+    ok, bad, reason = _tampered(pg_url, [edit])
+    assert (ok, bad) == (False, 4)
+    assert "edited" in reason
+
+
+def test_deleted_records_are_detected(pg_url: str) -> None:
+    ok, bad, _ = _tampered(pg_url, ["DELETE FROM AUDIT WHERE seq = 5"])
+    assert (ok, bad) == (False, 5)
+
+
+def test_the_newest_records_deleted_are_detected(pg_url: str) -> None:
+    ok, bad, reason = _tampered(pg_url, ["DELETE FROM AUDIT WHERE seq = 8"])
+    assert (ok, bad) == (False, 8)
+    assert "deleted" in reason
+
+
+def test_reordered_records_are_detected(pg_url: str) -> None:
+    swap = [
+        "UPDATE AUDIT SET seq = -3 WHERE seq = 3",
+        "UPDATE AUDIT SET seq = 3 WHERE seq = 4",
+        "UPDATE AUDIT SET seq = 4 WHERE seq = -3",
+    ]
+    ok, bad, _ = _tampered(pg_url, swap)
+    assert (ok, bad) == (False, 3)
+
+
+def test_an_unreachable_server_is_a_store_error() -> None:
+    async def main() -> None:
+        store = open_store("postgresql://postgres@127.0.0.1:1/test")
+        with pytest.raises(StoreError, match="cannot connect"):
+            await store.revision()
+        await store.close()
+
+    run(main())
+
+
+def _kill_backends(application_name: str) -> None:
+    """Terminate the server side of every connection named ``application_name``; wait for it."""
+    query = "FROM pg_stat_activity WHERE application_name = %s"
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        killed = conn.execute(f"SELECT pg_terminate_backend(pid) {query}", (application_name,))
+        assert killed.fetchall(), "no connection to kill"
+        deadline = time.monotonic() + 5
+        while conn.execute(f"SELECT count(*) {query}", (application_name,)).fetchone() != (0,):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
+def test_killed_connections_are_replaced(pg_url: str) -> None:
+    name = f"mrkill_{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}&application_name={name}"
+
+    async def main() -> None:
+        async with open_store(url) as store:
+            await store.append_audit([decision(1)])
+            changed = asyncio.Event()
+
+            async def on_change() -> None:
+                changed.set()
+
+            await store.watch(on_change)
+            _kill_backends(name)  # the query connection and the LISTEN connection
+            assert await store.revision() == 0  # a read reconnects by itself
+            _kill_backends(name)
+            with pytest.raises(StoreError):  # a write may or may not have happened: say so
+                await store.append_audit([decision(2)])
+            assert await store.append_audit([decision(3)]) == [2]
+            await asyncio.sleep(0.5)  # the listener reconnects after a short backoff
+            changed.clear()
+            await store.put_routing("churn", DOC_V1, "alice", "after the outage")
+            # fails with TimeoutError if the watch did not survive the lost connection
+            await asyncio.wait_for(changed.wait(), 3)
+            assert (await store.verify_audit()).ok
+
+    run(main())
+
+
+def test_two_processes_append_concurrently(pg_url: str, tmp_path: Path) -> None:
+    async def init() -> None:
+        async with open_store(pg_url) as store:
+            await store.open()
+
+    run(init())
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, pg_url, tag, "150", str(go)])
+        for tag in ("alpha", "beta")
+    ]
+    time.sleep(0.5)
+    go.touch()
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+
+    async def check() -> None:
+        async with open_store(pg_url) as store:
+            records = [r async for r in store.iter_audit(batch=64)]
+            assert [r["seq"] for r in records] == list(range(1, 301))
+            for tag in ("alpha", "beta"):
+                mine = [r["request_id"] for r in records if r["model"] == tag]
+                assert mine == [f"{tag}-{i}" for i in range(150)]
+            result = await store.verify_audit()
+            assert result.ok, result
+            assert result.checked == 300
+
+    run(check())
+
+
+def test_watch_sees_a_put_from_another_process(pg_url: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+
+    async def main() -> None:
+        async with open_store(pg_url) as store:
+            seen: list[float] = []
+
+            changed = asyncio.Event()
+
+            async def on_change() -> None:
+                seen.append(time.time())
+                changed.set()
+
+            await store.watch(on_change)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", PUTTER, pg_url, str(go), stdout=asyncio.subprocess.PIPE
+            )
+            await asyncio.sleep(0.3)
+            go.touch()
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
+            committed = float(line)
+            assert await proc.wait() == 0
+            await asyncio.wait_for(changed.wait(), 1.5)
+            assert seen[0] - committed < 1.0
+            assert (await store.get_routing())["churn"].actor == "other-process"
+
+    run(main())

@@ -1,0 +1,281 @@
+"""The SQLite store: the contract, tampering seen by verify, several processes on one file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelrouter.errors import StoreError
+from modelrouter.store import open_store
+from modelrouter.store.sqlite import SQLiteStore, sqlite_path
+from store_contract import CONTRACT, DOC_SPLIT, DOC_V1, Check, decision, run_check
+
+# Once the file argv[4] exists, appends argv[3] records in batches of 1..7 to the store at
+# argv[1], tagged argv[2].
+APPENDER = """
+import asyncio, os, random, sys
+from modelrouter.store import open_store
+async def main(url, tag, n, go):
+    rnd = random.Random(tag)
+    async with open_store(url) as store:
+        await store.open()
+        while not os.path.exists(go):
+            await asyncio.sleep(0.005)
+        done = 0
+        while done < n:
+            k = min(n - done, rnd.randint(1, 7))
+            await store.append_audit(
+                [{"kind": "decision", "request_id": f"{tag}-{done + i}", "model": tag}
+                 for i in range(k)])
+            done += k
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+"""
+
+# Waits for argv[2] to appear, then puts a routing table and prints the time of the commit.
+PUTTER = """
+import asyncio, os, sys, time
+from modelrouter.store import open_store
+async def main(url, go):
+    async with open_store(url) as store:
+        await store.open()
+        while not os.path.exists(go):
+            await asyncio.sleep(0.01)
+        await store.put_routing("churn", {"http": []}, "other-process", "cross-process test")
+        print(time.time(), flush=True)
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
+def test_contract(check: Check, tmp_path: Path) -> None:
+    run_check(SQLiteStore(tmp_path / "store.db"), check)
+
+
+def test_url_paths_resolve_against_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert sqlite_path("sqlite:///./modelrouter.db") == tmp_path / "modelrouter.db"
+    assert sqlite_path("sqlite:///sub/x.db") == tmp_path / "sub" / "x.db"
+    assert sqlite_path("sqlite:////var/lib/x.db") == Path("/var/lib/x.db")
+    store = open_store("sqlite:///./modelrouter.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == tmp_path / "modelrouter.db"
+
+
+def test_state_persists_and_the_file_is_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+
+    async def write() -> None:
+        async with SQLiteStore(path) as store:
+            await store.put_routing("churn", DOC_V1, "alice", "x")
+            await store.append_audit([decision(1)])
+
+    async def read() -> None:
+        async with SQLiteStore(path) as store:
+            assert (await store.get_routing())["churn"].version == 1
+            assert await store.revision() == 1
+            assert [r["seq"] for r in await store.query_audit()] == [2, 1]
+            assert (await store.verify_audit()).ok
+
+    run(write())
+    run(read())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_two_stores_on_one_file_share_state(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with SQLiteStore(tmp_path / "s.db") as a, SQLiteStore(tmp_path / "s.db") as b:
+            await a.put_routing("churn", DOC_V1, "alice", "x")
+            await b.put_routing("churn", DOC_SPLIT, "bob", "y", expected_version=1)
+            results = await asyncio.gather(
+                *(s.append_audit([decision(i)]) for i in range(20) for s in (a, b))
+            )
+            assert sorted(x for r in results for x in r) == list(range(3, 43))
+            assert (await a.get_routing())["churn"].document == DOC_SPLIT
+            assert (await b.verify_audit()).ok
+
+    run(main())
+
+
+def _tampered(tmp_path: Path, statements: list[str]) -> tuple[bool, int | None, str]:
+    path = tmp_path / "t.db"
+
+    async def fill() -> None:
+        async with SQLiteStore(path) as store:
+            await store.append_audit([decision(i) for i in range(8)])
+
+    run(fill())
+    with sqlite3.connect(path) as conn:
+        for s in statements:
+            conn.execute(s)
+
+    async def check() -> tuple[bool, int | None, str]:
+        async with SQLiteStore(path) as store:
+            r = await store.verify_audit()
+            return r.ok, r.first_bad_seq, r.reason
+
+    result = run(check())
+    assert isinstance(result, tuple)
+    return result
+
+
+def _edit_json(seq: int, field: str, value: object) -> str:
+    return (
+        f"UPDATE mr_audit SET record = json_set(record, '$.{field}', json('{json.dumps(value)}'))"
+        f" WHERE seq = {seq}"
+    )
+
+
+def test_an_edited_record_is_detected(tmp_path: Path) -> None:
+    ok, bad, reason = _tampered(tmp_path, [_edit_json(4, "version", "v9")])
+    assert (ok, bad) == (False, 4)
+    assert "edited" in reason
+
+
+def test_a_record_deleted_in_the_middle_is_detected(tmp_path: Path) -> None:
+    ok, bad, reason = _tampered(tmp_path, ["DELETE FROM mr_audit WHERE seq = 5"])
+    assert (ok, bad) == (False, 5)
+    assert "missing" in reason
+
+
+def test_the_newest_records_deleted_are_detected(tmp_path: Path) -> None:
+    ok, bad, reason = _tampered(tmp_path, ["DELETE FROM mr_audit WHERE seq >= 7"])
+    assert (ok, bad) == (False, 7)
+    assert "deleted" in reason
+
+
+def test_the_oldest_record_deleted_is_detected(tmp_path: Path) -> None:
+    ok, bad, _ = _tampered(tmp_path, ["DELETE FROM mr_audit WHERE seq = 1"])
+    assert (ok, bad) == (False, 1)
+
+
+def test_reordered_records_are_detected(tmp_path: Path) -> None:
+    swap = [
+        "UPDATE mr_audit SET seq = -3 WHERE seq = 3",
+        "UPDATE mr_audit SET seq = 3 WHERE seq = 4",
+        "UPDATE mr_audit SET seq = 4 WHERE seq = -3",
+    ]
+    ok, bad, _ = _tampered(tmp_path, swap)
+    assert (ok, bad) == (False, 3)
+
+
+def test_sqlite_errors_become_store_errors(tmp_path: Path) -> None:
+    async def missing_dir() -> None:
+        store = SQLiteStore(tmp_path / "no" / "such" / "dir.db")
+        with pytest.raises(StoreError, match="unable to open"):
+            await store.get_routing()
+        await store.close()
+
+    run(missing_dir())
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+
+    async def not_a_db() -> None:
+        store = SQLiteStore(junk)
+        with pytest.raises(StoreError):
+            await store.revision()
+        await store.close()
+
+    run(not_a_db())
+
+    async def closed() -> None:
+        store = SQLiteStore(tmp_path / "c.db")
+        await store.open()
+        await store.close()
+        with pytest.raises(StoreError, match="closed"):
+            await store.revision()
+
+    run(closed())
+
+
+def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    run(SQLiteStore(path).close())
+
+    async def init() -> None:
+        async with SQLiteStore(path) as s:
+            await s.revision()
+
+    run(init())
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE mr_state SET schema_version = 99")
+
+    async def reopen() -> None:
+        store = SQLiteStore(path)
+        with pytest.raises(StoreError, match="newer"):
+            await store.revision()
+        await store.close()
+
+    run(reopen())
+
+
+def test_two_processes_append_concurrently(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    async def init() -> None:
+        async with open_store(url) as store:
+            await store.open()
+
+    run(init())
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, url, tag, "150", str(go)])
+        for tag in ("alpha", "beta")
+    ]
+    time.sleep(0.5)
+    go.touch()
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+
+    async def check() -> None:
+        async with open_store(url) as store:
+            records = [r async for r in store.iter_audit()]
+            assert [r["seq"] for r in records] == list(range(1, 301))
+            for tag in ("alpha", "beta"):
+                mine = [r["request_id"] for r in records if r["model"] == tag]
+                assert mine == [f"{tag}-{i}" for i in range(150)]
+            result = await store.verify_audit()
+            assert result.ok, result
+            assert result.checked == 300
+
+    run(check())
+
+
+def test_watch_sees_a_put_from_another_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    go = tmp_path / "go"
+
+    async def main() -> None:
+        async with open_store(url) as store:
+            seen: list[float] = []
+
+            changed = asyncio.Event()
+
+            async def on_change() -> None:
+                seen.append(time.time())
+                changed.set()
+
+            await store.watch(on_change, poll_interval=0.1)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", PUTTER, url, str(go), stdout=asyncio.subprocess.PIPE
+            )
+            await asyncio.sleep(0.3)  # let it start and open the store
+            go.touch()
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
+            committed = float(line)
+            assert await proc.wait() == 0
+            await asyncio.wait_for(changed.wait(), 1.5)
+            assert seen[0] - committed < 1.0
+            assert (await store.get_routing())["churn"].actor == "other-process"
+
+    run(main())

@@ -1,0 +1,241 @@
+"""``modelrouter audit`` against a SQLite store in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from modelrouter.cli_audit import audit, parse_age, parse_when
+from modelrouter.store.sqlite import SQLiteStore
+
+NOW = time.time()
+
+
+def seed(path: Path, records: list[dict[str, Any]] | None = None) -> str:
+    async def main() -> None:
+        async with SQLiteStore(path, clock=lambda: NOW - 86400) as store:
+            await store.put_routing(
+                "churn",
+                {"http": [{"name": "default", "route": [{"destination": "v1"}]}]},
+                "alice",
+                "first table",
+            )
+            await store.append_audit(
+                records
+                if records is not None
+                else [
+                    {
+                        "kind": "decision",
+                        "request_id": f"req-{i}",
+                        "model": "churn",
+                        "version": "v1" if i % 2 else "v2",
+                        "rule": "default",
+                        "matched": [],
+                        "bucket": 100 + i,
+                        "weights": {"v1": 50, "v2": 50},
+                        "shadows": [],
+                        "fallbacks": [],
+                        "table_version": 1,
+                        "status": 200,
+                        "latency_ms": 2.0,
+                        "error": None,
+                        "time": NOW - 3600 * (9 - i),
+                    }
+                    for i in range(10)
+                ]
+            )
+
+    asyncio.run(main())
+    return f"sqlite:///{path}"
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(audit, list(args), catch_exceptions=False)
+
+
+def test_parse_age_and_when() -> None:
+    assert parse_age("30d") == 30 * 86400
+    assert parse_age("2w") == 14 * 86400
+    assert parse_age("90m") == 5400
+    assert parse_when("10m", now=1000.0) == 400.0
+    assert parse_when("2026-11-23T10:31:02Z") == 1795429862.0
+    assert parse_when("2026-11-23T10:31:02") == 1795429862.0
+    assert parse_when("2026-11-23T11:31:02+01:00") == 1795429862.0
+    with pytest.raises(ValueError, match="neither"):
+        parse_when("last tuesday")
+
+
+def test_tail_prints_the_newest_oldest_first(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    result = invoke("tail", "-n", "3", "--store", url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3
+    assert "req-7" in lines[0]
+    assert "req-9" in lines[2]
+    assert lines[2].split()[0] == "11"
+    as_json = invoke("tail", "-n", "1", "--json", "--store", url)
+    assert json.loads(as_json.output)["request_id"] == "req-9"
+
+
+def test_query_filters(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    result = invoke("query", "--store", url, "--version", "v1", "--json")
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["request_id"] for r in rows] == ["req-9", "req-7", "req-5", "req-3", "req-1"]
+    result = invoke("query", "--store", url, "--kind", "change")
+    assert "alice routing of churn v1: first table" in result.output
+    result = invoke("query", "--store", url, "--since", "2h30m", "--kind", "decision", "--json")
+    assert [json.loads(x)["request_id"] for x in result.output.splitlines()] == [
+        "req-9",
+        "req-8",
+        "req-7",
+    ]
+    result = invoke("query", "--store", url, "--request-id", "req-4", "--model", "churn")
+    assert "req=req-4" in result.output
+    assert len(result.output.splitlines()) == 1
+    result = invoke("query", "--store", url, "--limit", "2", "--order", "asc", "--json")
+    assert [json.loads(x)["seq"] for x in result.output.splitlines()] == [1, 2]
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 3600 * 8 + 1))
+    result = invoke("query", "--store", url, "--until", until, "--rule", "default", "--json")
+    assert [json.loads(x)["request_id"] for x in result.output.splitlines()] == [
+        "req-1",
+        "req-0",
+    ]
+    bad = CliRunner().invoke(audit, ["query", "--store", url, "--since", "yesterday-ish"])
+    assert bad.exit_code == 2
+    assert "neither an ISO time" in bad.output
+
+
+def test_explain(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    result = invoke("explain", "req-3", "--store", url)
+    assert result.exit_code == 0
+    assert "Request req-3 at" in result.output
+    assert "sticky bucket 103 of 10000 at weights v1=50, v2=50 chose v1" in result.output
+    missing = CliRunner().invoke(audit, ["explain", "nope", "--store", url])
+    assert missing.exit_code == 1
+    assert "no decision recorded for request id 'nope'" in missing.output
+
+
+def test_verify_ok_and_tampered(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    url = seed(path)
+    result = invoke("verify", "--store", url)
+    assert (result.exit_code, result.output) == (0, "OK: 11 records verified\n")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE mr_audit SET record = replace(record, '\"status\":200', '\"status\":500')"
+            " WHERE seq = 6"
+        )
+    result = CliRunner().invoke(audit, ["verify", "--store", url])
+    assert result.exit_code == 1
+    assert "FAILED at seq 6: hash mismatch" in result.output
+
+
+def test_prune_keeps_verify_ok(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    result = invoke("prune", "--store", url, "--max-age", "5h")
+    # req-0..req-4 are 5h or more old; the change record (seq 1) is older still
+    assert result.output == "pruned 6 records\n"
+    result = invoke("verify", "--store", url)
+    assert result.output == "OK: 6 records verified (from seq 7; older ones pruned)\n"
+    assert invoke("prune", "--store", url, "--max-count", "2").output == "pruned 4 records\n"
+    assert invoke("verify", "--store", url).exit_code == 0
+    tail = invoke("tail", "--store", url, "--json")
+    notes = [json.loads(x) for x in tail.output.splitlines()]
+    assert notes[-1]["action"] == "prune_audit"
+    assert notes[-1]["actor"] == "cli"
+    usage = CliRunner().invoke(audit, ["prune", "--store", url])
+    assert usage.exit_code == 2
+    bad_age = CliRunner().invoke(audit, ["prune", "--store", url, "--max-age", "forever"])
+    assert bad_age.exit_code == 2
+
+
+def test_config_store_resolves_against_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "data").mkdir()
+    seed(tmp_path / "data" / "router.db")
+    conf = tmp_path / "conf" / "modelrouter.yaml"
+    conf.parent.mkdir()
+    conf.write_text("server:\n  store: sqlite:///./data/router.db\nmodels: {}\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("verify", "--config", str(conf))
+    assert result.output == "OK: 11 records verified\n"
+    monkeypatch.setenv("MODELROUTER_STORE", "sqlite:///./data/router.db")
+    assert invoke("verify").exit_code == 0
+
+
+def test_store_problems_are_clean_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    none = runner.invoke(audit, ["verify"], env={"MODELROUTER_STORE": ""})
+    assert none.exit_code == 2
+    assert "--store" in none.output
+    missing = runner.invoke(audit, ["verify", "--store", f"sqlite:///{tmp_path}/nope.db"])
+    assert missing.exit_code == 1
+    assert "no store at" in missing.output
+    scheme = runner.invoke(audit, ["verify", "--store", "mysql://x/y"])
+    assert scheme.exit_code == 1
+    assert "unsupported store" in scheme.output
+    both = runner.invoke(audit, ["verify", "--store", "memory://", "--config", "x.yaml"])
+    assert both.exit_code == 2
+    bad_conf = runner.invoke(audit, ["verify", "--config", str(tmp_path / "absent.yaml")])
+    assert bad_conf.exit_code == 1
+    assert "config file not found" in bad_conf.output
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite" * 200)
+    broken = runner.invoke(audit, ["verify", "--store", f"sqlite:///{junk}"])
+    assert broken.exit_code == 1
+    assert "SQLite store" in broken.output
+
+
+def test_tail_follow_prints_new_records(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    url = seed(path)
+    code = "from modelrouter.cli_audit import audit; audit()"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "tail",
+            "-n",
+            "1",
+            "--follow",
+            "--interval",
+            "0.05",
+            "--store",
+            url,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        assert "req-9" in proc.stdout.readline()
+
+        async def more() -> None:
+            async with SQLiteStore(path) as store:
+                await store.append_audit(
+                    [{"kind": "admin", "actor": "bob", "action": "unload", "what": "v1"}]
+                )
+
+        asyncio.run(more())
+        line = proc.stdout.readline()
+        assert "bob unload v1" in line
+        assert line.split()[0] == "12"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
