@@ -259,6 +259,25 @@ def ensure_hey() -> str:
     return found
 
 
+def warn_if_busy(threshold: float = 0.5) -> float:
+    """The 1-minute load average; warns when other work would skew the figures."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > threshold:
+        log(f"warning: load average {load:.2f}: the machine is busy, figures will be noisy")
+    return load
+
+
+def git_revision() -> str:
+    """``git describe --always --dirty`` of the repo: which code the figures are for."""
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() or "unknown"
+
+
 def hey_version() -> str:
     out = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", "hey"], capture_output=True, text=True, check=False

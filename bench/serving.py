@@ -52,6 +52,7 @@ from _common import (
     ensure_venv,
     format_table,
     free_ports,
+    git_revision,
     hey_count,
     hey_version,
     http_post_json,
@@ -62,6 +63,7 @@ from _common import (
     serve,
     terminate_on_sigterm,
     venv_package_version,
+    warn_if_busy,
     write_json,
 )
 
@@ -398,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = [k for k in SERVERS if k in args.servers]
     conc: list[int] = args.concurrency
     started = time.time()
+    load_before = warn_if_busy()
 
     hey = ensure_hey()
     mlserver_bin: Path | None = None
@@ -451,7 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
+        "git": git_revision(),
         "host": platform.node(),
+        "load_average_before": round(load_before, 2),
         "cpus": _cpu_count(),
         "python": platform.python_version(),
         "hey": hey_version(),
