@@ -181,6 +181,7 @@ class Store(abc.ABC):
         except BaseException:
             await w.stop()
             raise
+        self._watches = [x for x in self._watches if x.running]
         self._watches.append(w)
         return w
 
