@@ -7,6 +7,7 @@ audited there); the audit log is queried and a decision explained in words.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from typing import Any
 
@@ -27,23 +28,31 @@ MAX_ADMIN_BODY = 1024 * 1024
 
 
 def parse_time(value: str, field: str, now: float) -> float:
-    """An epoch time from ISO 8601, epoch seconds, or a duration meaning "that long ago"."""
-    from datetime import datetime
+    """An epoch time from ISO 8601 (no zone means UTC, as in ``modelrouter audit``), epoch
+    seconds, or a duration meaning "that long ago"."""
+    from datetime import UTC, datetime
 
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+        raise InvalidInput(f"{field}: {value!r} is not a time") from None
     try:
         return now - parse_duration(value)
     except ValueError:
         pass
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(
             f"{field}: {value!r} is not a time (ISO 8601, epoch seconds, or a duration like 10m)"
         ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 class AdminApi:
