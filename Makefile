@@ -8,7 +8,12 @@ CONFIG ?= examples/churn/modelrouter.yaml
 
 .PHONY: serve test lint typecheck unit venv models bench clean
 
+# The admin API needs a bearer token; the example uses this one unless you export your own.
+MODELROUTER_ADMIN_TOKEN ?= dev-token
+export MODELROUTER_ADMIN_TOKEN
+
 serve: $(STAMP) $(EXAMPLE_MODELS)
+	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
 	$(BIN)/modelrouter serve $(CONFIG)
 
 test: $(STAMP) $(EXAMPLE_MODELS) lint typecheck
@@ -36,6 +41,7 @@ $(EXAMPLE_MODELS): examples/build_models.py $(STAMP)
 
 bench: $(STAMP) $(EXAMPLE_MODELS)
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/routing.py
 
 clean:
 	rm -rf $(VENV) examples/churn/models .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ import click
 import yaml
 
 from modelrouter._version import __version__
+from modelrouter.cli_audit import audit
 from modelrouter.config.loader import LoadedConfig, line_of, load_config
 from modelrouter.errors import ConfigError
 from modelrouter.runtime.custom import import_object
@@ -129,6 +130,9 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
         http="auto",
         lifespan="on",
     )
+
+
+main.add_command(audit)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,10 +83,12 @@ def store_url(store: str | None, config: Path | None) -> str:
     if store:
         url = store
     elif config:
+        from modelrouter.app import store_url as resolve_store_url
         from modelrouter.config.loader import load_config
 
         try:
-            url = load_config(config).config.server.store
+            loaded = load_config(config)
+            url = resolve_store_url(loaded.config.server.store, loaded.base_dir)
         except ModelRouterError as exc:
             raise click.ClickException(f"{config}: {exc.message}") from None
     else:
@@ -151,7 +153,7 @@ def _emit(records: list[dict[str, Any]], as_json: bool) -> None:
         click.echo(json.dumps(r, ensure_ascii=False, sort_keys=True) if as_json else _line(r))
 
 
-@click.group()
+@click.group(short_help="Read, explain, verify and prune the audit log.")
 def audit() -> None:
     """Read, explain, verify and prune the audit log (routing decisions and changes)."""
 

@@ -162,18 +162,19 @@ def test_prune_keeps_verify_ok(tmp_path: Path) -> None:
     assert bad_age.exit_code == 2
 
 
-def test_config_store_resolves_against_the_cwd(
+def test_config_store_resolves_against_the_config_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "data").mkdir()
-    seed(tmp_path / "data" / "router.db")
+    """As the gateway does: a relative SQLite path in a config is relative to that file;
+    --store and MODELROUTER_STORE are relative to the current directory."""
     conf = tmp_path / "conf" / "modelrouter.yaml"
-    conf.parent.mkdir()
+    (conf.parent / "data").mkdir(parents=True)
+    seed(conf.parent / "data" / "router.db")
     conf.write_text("server:\n  store: sqlite:///./data/router.db\nmodels: {}\n")
     monkeypatch.chdir(tmp_path)
     result = invoke("verify", "--config", str(conf))
     assert result.output == "OK: 11 records verified\n"
-    monkeypatch.setenv("MODELROUTER_STORE", "sqlite:///./data/router.db")
+    monkeypatch.setenv("MODELROUTER_STORE", "sqlite:///./conf/data/router.db")
     assert invoke("verify").exit_code == 0
 
 
