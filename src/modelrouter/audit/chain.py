@@ -17,10 +17,13 @@ evidence, not access control.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import orjson
 
 from modelrouter.errors import InvalidInput
 
@@ -57,11 +60,10 @@ class VerifyResult:
 def canonical_json(value: Any) -> bytes:
     """The one byte form that is hashed: sorted keys, no spaces, UTF-8, no NaN or infinity.
 
-    ``value`` must already be plain JSON data (see :func:`normalize`).
+    ``value`` must already be plain JSON data (see :func:`normalize`). orjson rather than the
+    standard library: this runs once per request when decisions are audited, and costs a tenth.
     """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _to_json(value: Any) -> Any:
@@ -83,13 +85,31 @@ def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(record, Mapping):
         raise InvalidInput(f"an audit record must be a mapping, not {type(record).__name__}")
     try:
-        data = json.loads(
-            json.dumps(dict(record), default=_to_json, ensure_ascii=False, allow_nan=False)
-        )
+        data = orjson.loads(orjson.dumps(dict(record), default=_to_json, option=_NORMALIZE))
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"audit record is not JSON: {exc}") from None
+    _check_finite(record)
     out: dict[str, Any] = data
     return out
+
+
+_NORMALIZE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _check_finite(value: Any) -> None:
+    """orjson writes NaN and infinity as null; the log refuses them instead."""
+    t = type(value)
+    if t is float:
+        if not math.isfinite(value):
+            raise InvalidInput(f"audit record is not JSON: {value!r} is not a finite number")
+    elif t is dict or isinstance(value, Mapping):
+        for v in value.values():
+            _check_finite(v)
+    elif t is list or t is tuple:
+        for v in value:
+            _check_finite(v)
+    elif isinstance(value, float | np.floating | np.ndarray) and not np.all(np.isfinite(value)):
+        raise InvalidInput("audit record is not JSON: a value is not a finite number")
 
 
 def prepare_record(record: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -118,7 +138,7 @@ def record_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
 def seal(record: Mapping[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
     """A copy of ``record`` (already normalized) with ``seq``, ``prev_hash`` and ``hash`` set."""
     body, digest = seal_text(record, seq, prev_hash)
-    sealed: dict[str, Any] = json.loads(body)
+    sealed: dict[str, Any] = orjson.loads(body)
     sealed["prev_hash"] = prev_hash
     sealed["hash"] = digest
     return sealed
@@ -139,7 +159,7 @@ def seal_text(record: Mapping[str, Any], seq: int, prev_hash: str) -> tuple[str,
 
 def unseal(body: str, prev_hash: str, digest: str) -> dict[str, Any]:
     """The record a store kept as :func:`seal_text` output plus its two hash columns."""
-    record: dict[str, Any] = json.loads(body)
+    record: dict[str, Any] = orjson.loads(body)
     record["prev_hash"] = prev_hash
     record["hash"] = digest
     return record
