@@ -96,9 +96,14 @@ def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
 _NORMALIZE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _check_finite(value: Any) -> None:
     """orjson writes NaN and infinity as null; the log refuses them instead."""
     t = type(value)
+    if t in _PLAIN:
+        return
     if t is float:
         if not math.isfinite(value):
             raise InvalidInput(f"audit record is not JSON: {value!r} is not a finite number")
