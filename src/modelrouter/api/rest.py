@@ -7,7 +7,7 @@ become ``{"error": "..."}`` with the status from :data:`modelrouter.errors.STATU
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -60,7 +60,9 @@ class RequestIdMiddleware:
                 rid = val
                 break
         if not rid:
-            rid = uuid.uuid4().hex.encode()
+            rid = (
+                os.urandom(16).hex().encode()
+            )  # 128 random bits, like uuid4, at a fifth of the cost
         scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
 
         async def send_with_id(message: Message) -> None:
@@ -222,7 +224,11 @@ class RestApi:
         )
 
     def routes(self) -> list[Route]:
+        # inference first: Starlette tries routes in order, and these take nearly all traffic
         return [
+            Route("/v2/models/{name}/infer", self.infer_v2, methods=["POST"]),
+            Route("/v2/models/{name}/versions/{version}/infer", self.infer_v2, methods=["POST"]),
+            Route("/v1/models/{name}:predict", self.v1_predict, methods=["POST"]),
             Route("/v2/health/live", self.live, methods=["GET"]),
             Route("/v2/health/ready", self.ready, methods=["GET"]),
             Route("/v2", self.server_metadata, methods=["GET"]),
@@ -230,12 +236,9 @@ class RestApi:
             Route("/v2/repository/index", self.repository_index, methods=["GET", "POST"]),
             Route("/v2/models/{name}", self.model_metadata, methods=["GET"]),
             Route("/v2/models/{name}/ready", self.model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/infer", self.infer_v2, methods=["POST"]),
             Route("/v2/models/{name}/versions/{version}", self.model_metadata, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}/ready", self.model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/versions/{version}/infer", self.infer_v2, methods=["POST"]),
             Route("/v1/models", self.v1_models, methods=["GET"]),
-            Route("/v1/models/{name}:predict", self.v1_predict, methods=["POST"]),
             Route("/v1/models/{name}", self.v1_model, methods=["GET"]),
         ]
 
