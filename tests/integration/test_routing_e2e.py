@@ -362,6 +362,13 @@ def test_segment_rule_by_header_or_body_parameter(gw: Gateway) -> None:
     rec = decision(gw, r.headers["x-request-id"])["record"]
     assert rec["rule"] == "beta"
     assert rec["matched"] == ["body parameters.segment exact 'beta'"]
+    # a KServe v1 body's fields are matched the same way
+    r = gw.http.post(
+        "/v1/models/churn:predict",
+        json={"instances": [CHURN_ROW], "parameters": {"segment": "beta"}},
+        headers={"x-user-id": "u1"},
+    )
+    assert served(r) == "v2"
     # first match wins: eu before beta
     assert served(infer(gw, "churn", {"x-region": "eu", "x-segment": "beta"})) == "eu"
     r = infer(gw, "churn", {"x-user-id": "u1"}, churn_body(segment="alpha"))
