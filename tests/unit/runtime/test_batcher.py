@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from modelrouter.config.schema import BatcherSpec, VersionSpec
+from modelrouter.errors import InferenceFailed, ModelRouterError
+from modelrouter.protocol.types import InferenceRequest, ModelSignature, RequestedOutput, Tensor
+from modelrouter.runtime.base import LocalRuntime
+from modelrouter.runtime.batcher import Batcher
+
+
+class Doubler(LocalRuntime):
+    """predict = 2x; sum = one value per batch (not row-aligned); rows with -1 raise."""
+
+    format = "test"
+
+    def __init__(self) -> None:
+        super().__init__("m", "v1", VersionSpec(modelFormat="custom", implementation="x:Y"), None)
+        self.calls: list[int] = []
+
+    def load(self) -> None:
+        pass
+
+    def signature(self) -> ModelSignature:
+        return ModelSignature()
+
+    def output_names(self) -> Sequence[str]:
+        return ("predict", "sum")
+
+    def predict(self, inputs: list[Tensor], outputs: Sequence[str]) -> list[Tensor]:
+        x = inputs[0].data
+        self.calls.append(x.shape[0])
+        if (x == -1).any():
+            raise ValueError("row with -1")
+        out = []
+        for name in outputs:
+            arr = x * 2 if name == "predict" else np.asarray([x.sum()])
+            out.append(Tensor.from_array(name, arr))
+        return out
+
+
+def req(rows: np.ndarray, outputs: list[str] | None = None) -> InferenceRequest:
+    t = Tensor("input-0", "FP64", list(rows.shape), rows)
+    return InferenceRequest([t], None, None, [RequestedOutput(o) for o in outputs or []] or None)
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_concurrent_requests_share_one_predict_and_get_their_own_rows() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.02))
+
+    async def main() -> list[list[Tensor]]:
+        return await asyncio.gather(*(b.infer(req(np.full((1, 3), float(i)))) for i in range(10)))
+
+    results = run(main())
+    assert rt.calls == [10]
+    for i, outs in enumerate(results):  # type: ignore[arg-type]
+        assert outs[0].name == "predict"
+        assert outs[0].shape == [1, 3]
+        np.testing.assert_array_equal(outs[0].data, np.full((1, 3), 2.0 * i))
+    assert b.batches == 1
+    assert b.batched_requests == 10
+
+
+def test_a_full_batch_runs_without_waiting() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=4, maxLatency=30))
+
+    async def main() -> None:
+        await asyncio.wait_for(
+            asyncio.gather(*(b.infer(req(np.ones((1, 2)))) for _ in range(8))), 5
+        )
+
+    run(main())
+    assert rt.calls == [4, 4]
+
+
+def test_one_bad_request_does_not_fail_the_others() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.01))
+
+    async def main() -> list[object]:
+        rows = [np.ones((1, 2)), np.full((1, 2), -1.0), np.full((2, 2), 3.0)]
+        return await asyncio.gather(*(b.infer(req(r)) for r in rows), return_exceptions=True)
+
+    good, bad, other = run(main())  # type: ignore[misc]
+    assert isinstance(bad, InferenceFailed)
+    assert "row with -1" in bad.message
+    np.testing.assert_array_equal(good[0].data, np.full((1, 2), 2.0))  # type: ignore[index]
+    np.testing.assert_array_equal(other[0].data, np.full((2, 2), 6.0))  # type: ignore[index]
+
+
+def test_outputs_that_are_not_per_row_are_computed_per_request() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.01))
+
+    async def main() -> list[list[Tensor]]:
+        return await asyncio.gather(
+            b.infer(req(np.ones((1, 2)), ["sum"])), b.infer(req(np.full((1, 2), 5.0), ["sum"]))
+        )
+
+    a, c = run(main())  # type: ignore[misc]
+    assert a[0].data.tolist() == [2.0]
+    assert c[0].data.tolist() == [10.0]
+
+
+def test_different_outputs_or_shapes_are_not_mixed() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.01))
+
+    async def main() -> None:
+        await asyncio.gather(
+            b.infer(req(np.ones((1, 2)))),
+            b.infer(req(np.ones((1, 3)))),
+            b.infer(req(np.ones((1, 2)), ["predict", "sum"])),
+            b.infer(req(np.ones(2))),  # 1-D: never batched
+        )
+
+    run(main())
+    assert sorted(rt.calls) == [1, 1, 1, 2]  # four separate predicts (the 1-D one has 2 values)
+
+
+def test_model_errors_keep_their_type() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.001))
+    with pytest.raises(ModelRouterError):
+        run(b.infer(req(np.full((1, 2), -1.0))))
