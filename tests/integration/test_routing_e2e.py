@@ -690,6 +690,8 @@ def test_admin_api_needs_the_token(gw: Gateway, method: str, path: str) -> None:
         {"authorization": f"Basic {TOKEN}"},
         {"authorization": TOKEN},
         {"x-admin-token": TOKEN},
+        {"authorization": b"Bearer \xe9"},  # a byte that is not ASCII: 401, not 500
+        {"authorization": f"Bearer {TOKEN}".encode() + b"\xff"},
     ):
         r = gw.http.request(method, path, headers=headers, json=body)
         assert r.status_code == 401, (headers, r.text)
@@ -700,6 +702,42 @@ def test_admin_api_needs_the_token(gw: Gateway, method: str, path: str) -> None:
     states = gw.http.get("/api/v1/models", headers=AUTH).json()["models"]
     adm = next(m for m in states if m["name"] == "adm")
     assert all(v["state"] == "READY" for v in adm["versions"])
+
+
+@pytest.mark.parametrize("token", [None, "", "s\u00e9same-\u4e2d"])
+def test_admin_token_unset_or_not_ascii(tmp_path: Path, token: str | None) -> None:
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(
+        f"""\
+server:
+  store: memory://
+  auth: {{adminTokenEnv: {TOKEN_ENV}_OTHER}}
+  watchConfig: false
+models:
+  m:
+    versions:
+      a: {echo()}
+"""
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        if token is None:
+            mp.delenv(f"{TOKEN_ENV}_OTHER", raising=False)
+        else:
+            mp.setenv(f"{TOKEN_ENV}_OTHER", token)
+        app = create_app(load_config(config))
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        if not token:  # no token configured: the admin API is closed to everyone
+            for headers in ({}, {"authorization": "Bearer"}, {"authorization": "Bearer x"}):
+                r = http.get("/api/v1/models/m/routing", headers=headers)
+                assert r.status_code == 401
+                assert "admin API is disabled" in r.json()["error"]
+            return
+        good = {"authorization": b"Bearer " + token.encode()}
+        assert http.get("/api/v1/models/m/routing", headers=good).status_code == 200
+        bad = {"authorization": b"Bearer " + token.encode()[:-1]}
+        assert http.get("/api/v1/models/m/routing", headers=bad).status_code == 401
+        # the data plane needs no token
+        assert http.post("/v2/models/m/infer", json=echo_body()).status_code == 200
 
 
 def route(*pairs: tuple[str, int]) -> list[dict[str, Any]]:

@@ -73,7 +73,12 @@ class AdminApi:
             )
         auth = request.headers.get("authorization", "")
         scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
+        # compared as bytes: compare_digest refuses non-ASCII str (a 500 for a stray byte);
+        # header values arrive decoded as latin-1, so encoding back gives the bytes sent
+        expected = self.token.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("latin-1"), expected
+        ):
             raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
         return request.headers.get("x-actor") or "admin"
 
