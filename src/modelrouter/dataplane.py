@@ -252,7 +252,8 @@ class DataPlane:
             "pinned": pinned,
             "rule": decision.rule_name,
             "matched": list(decision.matched),
-            "bucket": decision.bucket,
+            # a sticky key's bucket; a key-less draw is not a bucket the user keeps
+            "bucket": decision.bucket if decision.sticky else None,
             "sticky": decision.sticky,
             "weights": dict(decision.weights),
             "shadows": list(decision.mirrors),

@@ -405,6 +405,12 @@ def test_no_user_id_splits_at_random(gw: Gateway) -> None:
     counts = Counter(served(infer(gw, "churn")) for _ in range(150))
     assert set(counts) == {"v1", "v2"}  # P(no v2 in 150 at 10%) ~ 1e-7
     assert counts["v1"] > counts["v2"]
+    r = infer(gw, "churn")
+    found = decision(gw, r.headers["x-request-id"])
+    rec = found["record"]
+    assert (rec["bucket"], rec["sticky"], rec["rule"]) == (None, False, "default")
+    assert f"a random draw at weights v1=90, v2=10 chose {served(r)}" in found["explanation"]
+    assert "sticky" not in found["explanation"]
 
 
 def test_pinned_version_bypasses_the_rules(gw: Gateway) -> None:
