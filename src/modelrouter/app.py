@@ -23,7 +23,7 @@ from modelrouter.api.rest import create_rest_app
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.dataplane import DataPlane
-from modelrouter.errors import ConfigError
+from modelrouter.errors import ConfigError, StoreError
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
@@ -84,12 +84,18 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
             continue
         if mtime == last:
             continue
-        last = mtime
+        previous, last = last, mtime
         try:
             loaded = await asyncio.to_thread(load_config, source)
             changed = await services.routing.apply_config(loaded.config)
         except ConfigError as exc:
             log.error("config file %s refused, the old routing keeps serving: %s", source, exc)
+            continue
+        except StoreError as exc:
+            # the file is fine, the store is not: try again on the next tick, or the edit
+            # would only apply after the file's next change
+            last = previous
+            log.warning("config file %s: cannot write its routing yet (%s); retrying", source, exc)
             continue
         except Exception:
             log.exception("reloading %s failed; the old routing keeps serving", source)

@@ -29,7 +29,10 @@ from fixtures import routing_models
 from fixtures.models import FAILURE_MESSAGE
 from modelrouter.app import Services, build_services, create_app
 from modelrouter.config.loader import load_config
+from modelrouter.errors import StoreError
 from modelrouter.routing import sticky_bucket
+from modelrouter.store import RoutingRecord
+from modelrouter.store.memory import MemoryStore
 from support import EXAMPLE_MODELS, ROOT, running_server
 
 pytestmark = pytest.mark.integration
@@ -913,6 +916,55 @@ def test_editing_the_config_file_changes_routing_within_two_seconds(gw: Gateway)
     finally:
         gw.config.write_text(gw.text)
     eventually(lambda: served(infer(gw, "reload")) == "a", timeout=2.5, every=0.05)
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose next ``put_routing`` calls fail, as a database that is down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def put_routing(self, *args: Any, **kwargs: Any) -> RoutingRecord:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("the database is down")
+        return await super().put_routing(*args, **kwargs)
+
+
+def test_a_config_edit_is_applied_once_the_store_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = f"""\
+server:
+  store: memory://
+  auth: {{adminTokenEnv: {TOKEN_ENV}}}
+models:
+  m:
+    versions:
+      a: {echo()}
+      b: {echo()}
+    http:
+      - name: all
+        route: [{{destination: a}}]
+"""
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(text)
+    store = FlakyStore()
+    loaded = load_config(config)
+    app = create_app(loaded, build_services(loaded, store))
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+
+        def version() -> str:
+            r = http.post("/v2/models/m/infer", json=echo_body())
+            return served(r)
+
+        assert version() == "a"
+        store.failures = 2  # the next two writes fail
+        config.write_text(text.replace("destination: a}", "destination: b}"))
+        eventually(lambda: store.failures == 0, timeout=4)
+        assert any("retrying" in r.getMessage() for r in caplog.records)
+        eventually(lambda: version() == "b", timeout=2.5, every=0.05)
 
 
 @pytest.mark.parametrize(
