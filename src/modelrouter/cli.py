@@ -12,16 +12,19 @@ import yaml
 from modelrouter._version import __version__
 from modelrouter.cli_audit import audit
 from modelrouter.config.loader import LoadedConfig, line_of, load_config
-from modelrouter.errors import ConfigError
+from modelrouter.errors import ConfigError, ModelRouterError
 from modelrouter.runtime.custom import import_object
 from modelrouter.runtime.registry import runtime_class
-from modelrouter.sources import resolve_storage_uri
+from modelrouter.sources import Sources
 
 
 def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
     """Problems a schema cannot see: unknown formats, missing packages, custom classes that do
-    not import, missing model files."""
+    not import, missing model files, and remote sources that cannot be fetched (an MLflow
+    version or alias that does not exist, an unreachable tracking server, an empty S3 prefix, a
+    URL that does not answer)."""
     problems: list[ConfigError] = []
+    sources = Sources.from_settings(loaded.config.server, loaded.base_dir)
     node = (
         yaml.compose(loaded.source.read_text(), Loader=yaml.SafeLoader) if loaded.source else None
     )
@@ -44,14 +47,10 @@ def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
                 continue
             field = [*loc, "storageUri"]
             try:
-                path = resolve_storage_uri(vs.storageUri, loaded.base_dir)
-            except ConfigError as exc:
-                problems.append(ConfigError(exc.detail, ".".join(field), line_of(node, field)))
-                continue
-            if not path.exists():
-                problems.append(
-                    ConfigError(f"{path} does not exist", ".".join(field), line_of(node, field))
-                )
+                sources.check(vs.storageUri)
+            except ModelRouterError as exc:
+                detail = exc.detail if isinstance(exc, ConfigError) else exc.message
+                problems.append(ConfigError(detail, ".".join(field), line_of(node, field)))
     return problems
 
 

@@ -198,10 +198,10 @@ class DataPlane:
         for i, version in enumerate(candidates):
             for _ in range(decision.attempts):
                 try:
-                    runtime = self.repository.runtime(decision.model, version)
-                    if per_try is None:
-                        return await runtime.infer(request), version
-                    return await asyncio.wait_for(runtime.infer(request), per_try), version
+                    async with self.repository.use(decision.model, version) as runtime:
+                        if per_try is None:
+                            return await runtime.infer(request), version
+                        return await asyncio.wait_for(runtime.infer(request), per_try), version
                 except (InvalidInput, NotFound):
                     raise  # the request is wrong: another try or version will not help
                 except TimeoutError:
@@ -278,7 +278,7 @@ class DataPlane:
 
         An in-process model predicts in a worker thread whatever its ``executor``: a shadow
         must never hold the event loop that serves the primaries."""
-        runtime = self.repository.runtime(model, version)
-        if isinstance(runtime, LocalRuntime):
-            return await asyncio.to_thread(runtime.run, request)
-        return await runtime.infer(request)
+        async with self.repository.use(model, version) as runtime:
+            if isinstance(runtime, LocalRuntime):
+                return await asyncio.to_thread(runtime.run, request)
+            return await runtime.infer(request)

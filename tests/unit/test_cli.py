@@ -113,7 +113,7 @@ def test_validate_reports_every_source_problem(tmp_path: Path) -> None:
             versions:
               v1: {storageUri: ./missing/v1, modelFormat: sklearn}
               v2: {storageUri: ./b, modelFormat: tensorflow}
-              v3: {storageUri: "s3://bucket/churn", modelFormat: sklearn}
+              v3: {storageUri: "gs://bucket/churn", modelFormat: sklearn}
               v4:
                 modelFormat: custom
                 implementation: fixtures.models:NoSuchModel
@@ -129,8 +129,8 @@ def test_validate_reports_every_source_problem(tmp_path: Path) -> None:
         f"{tmp_path / 'missing' / 'v1'} does not exist",
         f"{config}: line 5: models.churn.versions.v2.modelFormat: unknown modelFormat "
         "'tensorflow' (one of custom, lightgbm, mlflow, onnx, remote, sklearn, xgboost)",
-        f"{config}: line 6: models.churn.versions.v3.storageUri: storageUri scheme 's3' is not "
-        "supported yet: 's3://bucket/churn'",
+        f"{config}: line 6: models.churn.versions.v3.storageUri: storageUri scheme 'gs' is not "
+        "supported: 'gs://bucket/churn'",
         f"{config}: line 9: models.churn.versions.v4.implementation: module 'fixtures.models' "
         "has no 'NoSuchModel'",
         f"{config}: line 10: models.churn.versions.v5.storageUri: unknown storageUri scheme in "

@@ -100,6 +100,14 @@ class ShadowSettings(Strict):
     workers: int = Field(2, ge=1)
 
 
+class MlflowSettings(Strict):
+    trackingUri: str | None = None
+    """The MLflow tracking server for ``models:/`` and ``runs:/`` URIs; default: the
+    ``MLFLOW_TRACKING_URI`` environment variable."""
+    pollInterval: Duration = Field(30.0, gt=0)
+    """How often ``models:/name@alias`` versions check whether their alias moved."""
+
+
 class ServerSettings(Strict):
     name: str = "modelrouter"
     http: HttpServer = HttpServer()
@@ -114,6 +122,15 @@ class ServerSettings(Strict):
     auth: AuthSettings = AuthSettings()
     audit: AuditSettings = AuditSettings()
     shadow: ShadowSettings = ShadowSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    modelMemoryBudget: ByteSize | None = Field(None, gt=0)
+    """Resident model versions may take at most this much (e.g. ``2GiB``, measured as their
+    artifact size on disk); idle versions are evicted least recently used first."""
+    lazyLoading: bool = False
+    """Load a version on its first request instead of at start."""
+    cacheDir: str | None = None
+    """Where downloaded artifacts (S3, HTTP, MLflow) are kept; default
+    ``~/.cache/modelrouter``. Relative paths resolve against the config file's folder."""
 
     @field_validator("store")
     @classmethod

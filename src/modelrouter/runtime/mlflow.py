@@ -13,16 +13,20 @@ schema, or with a tensor-based one, the model gets the numpy array (or a dict of
 there are several inputs).
 
 Only local directories are loaded here; resolving ``models:/`` and ``runs:/`` URIs to one is the
-sources package's job.
+sources package's job. :func:`select_flavor` picks a native runtime for a registry model whose
+flavor allows it.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from modelrouter.errors import InferenceFailed, InvalidInput, ModelLoadError, ModelRouterError
 from modelrouter.protocol.types import (
@@ -297,3 +301,60 @@ def _short(message: str) -> str:
     """MLflow's schema errors quote the whole DataFrame first; keep the reason."""
     head, sep, reason = message.rpartition("Error: ")
     return reason.strip() if sep and head.startswith("Failed to enforce schema") else message
+
+
+# --------------------------------------------------------------------------- flavor selection
+
+NATIVE_SKLEARN_SERIALIZATIONS = frozenset({"pickle", "cloudpickle"})
+
+
+def select_flavor(folder: Path) -> tuple[str, Path]:
+    """The runtime (``modelFormat``) and file for an MLflow model folder, from its ``MLmodel``.
+
+    A native runtime (no MLflow import, no pandas on the request path) when a flavor names a
+    file it reads: ``onnx``; ``xgboost`` saved as JSON or UBJSON; ``lightgbm`` saved as a
+    booster (not a pickle); ``sklearn`` pickled (not skops). Anything else, or a model whose
+    signature has named columns (it expects a DataFrame), is served by ``mlflow.pyfunc``."""
+    pyfunc = ("mlflow", folder)
+    try:
+        doc = yaml.safe_load((folder / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelLoadError(f"{folder / 'MLmodel'} cannot be read: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
+        raise ModelLoadError(f"{folder / 'MLmodel'} has no flavors: it is not an MLflow model")
+    if _has_columns(doc.get("signature")):
+        return pyfunc
+    flavors: dict[str, Any] = doc["flavors"]
+
+    def file(name: str, key: str) -> Path | None:
+        conf = flavors.get(name)
+        value = conf.get(key) if isinstance(conf, dict) else None
+        return folder / value if isinstance(value, str) and (folder / value).is_file() else None
+
+    if (onnx := file("onnx", "data")) is not None:
+        return "onnx", onnx
+    xgb = file("xgboost", "data")
+    if xgb is not None and xgb.suffix in (".json", ".ubj"):
+        return "xgboost", xgb
+    lgb = file("lightgbm", "data")
+    if lgb is not None and lgb.suffix not in (".pkl", ".pickle"):
+        return "lightgbm", lgb
+    skl = file("sklearn", "pickled_model")
+    sk_conf = flavors.get("sklearn")
+    serialization = sk_conf.get("serialization_format") if isinstance(sk_conf, dict) else None
+    if skl is not None and serialization in NATIVE_SKLEARN_SERIALIZATIONS:
+        return "sklearn", skl
+    return pyfunc
+
+
+def _has_columns(signature: Any) -> bool:
+    """Whether an MLmodel signature's inputs are named columns rather than tensors."""
+    if not isinstance(signature, dict) or not signature.get("inputs"):
+        return False
+    try:
+        inputs = json.loads(signature["inputs"])
+    except (TypeError, ValueError):
+        return False
+    return isinstance(inputs, list) and any(
+        isinstance(i, dict) and i.get("type") != "tensor" for i in inputs
+    )
