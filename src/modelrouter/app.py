@@ -19,13 +19,14 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from modelrouter.api.admin import AdminApi
+from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.routing.state import RoutingState
-from modelrouter.runtime.repository import ModelRepository
+from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.store import Store, open_store
 
@@ -104,6 +105,32 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
             log.info("config file %s: new routing for %s", source, ", ".join(changed))
 
 
+async def watch_mlflow_aliases(services: Services) -> None:
+    """Swap in the version an MLflow alias moved to, and record each move in the audit log."""
+
+    async def record(move: AliasMove) -> None:
+        await services.store.append_audit(
+            [
+                {
+                    "kind": "admin",
+                    "actor": "mlflow-alias-watch",
+                    "action": "alias-moved",
+                    "model": move.model,
+                    "version": move.version,
+                    "before": move.before,
+                    "after": move.after,
+                    "reason": (
+                        f"{move.name}@{move.alias} moved to version {move.after}"
+                        + (f"; not swapped: {move.error}" if move.error else "; swapped in")
+                    ),
+                }
+            ]
+        )
+
+    interval = services.loaded.config.server.mlflow.pollInterval
+    await services.repository.watch_aliases(interval, record)
+
+
 async def prune_periodically(services: Services) -> None:
     retention = services.loaded.config.server.audit.retention
     if retention is None:
@@ -132,6 +159,7 @@ async def running(services: Services) -> AsyncIterator[None]:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
         await services.repository.load_all()
+        services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
         try:
             yield
         finally:
@@ -155,6 +183,7 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     config = loaded.config
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
     admin = AdminApi(services.dataplane, services.routing, services.store, token)
+    repository_api = RepositoryApi(services.repository, services.store, token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -165,5 +194,5 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
         services.dataplane,
         config.server.http.maxRequestSize,
         lifespan=lifespan,
-        extra_routes=admin.routes(),
+        extra_routes=[*admin.routes(), *repository_api.routes()],
     )

@@ -275,12 +275,11 @@ class ModelRepository:
 
     # ------------------------------------------------------------------ load and unload
 
-    async def load(self, model: str, version: str, *, explicit: bool = False) -> VersionEntry:
-        """Load a version (no-op when READY). ``explicit`` (the repository API) also lifts an
-        earlier explicit unload and retries a FAILED version."""
+    async def load(self, model: str, version: str) -> VersionEntry:
+        """Load a version (no-op when READY; a FAILED one is retried). Lifts an explicit
+        unload: only the repository API (and start-up) call this for a held version."""
         e = self.entry(model, version)
-        if explicit:
-            e.held = False
+        e.held = False
         async with e._lock:
             if e.state is VersionState.READY:
                 return e
