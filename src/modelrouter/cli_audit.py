@@ -10,11 +10,9 @@ import asyncio
 import contextlib
 import functools
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,40 +20,23 @@ import click
 
 from modelrouter.audit.explain import explain as explain_record
 from modelrouter.audit.explain import iso_time, summarize
-from modelrouter.config.durations import parse_duration
+from modelrouter.config.durations import parse_duration, parse_time
 from modelrouter.errors import ModelRouterError
 from modelrouter.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
-_DAYS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|w)\s*$")
-
 
 def parse_age(text: str) -> float:
-    """Seconds from ``30d``, ``2w``, or anything :func:`parse_duration` takes (``12h``, ``90m``)."""
-    m = _DAYS.match(text)
-    if m:
-        return float(m.group(1)) * (86400.0 if m.group(2) == "d" else 7 * 86400.0)
+    """Seconds from ``30d``, ``2w``, ``12h``, ``90m``."""
     return parse_duration(text)
 
 
 def parse_when(text: str, now: float | None = None) -> float:
-    """Epoch seconds from an ISO time (``2026-11-23T10:31:02Z``; no zone means UTC) or a
-    duration meaning "that long ago" (``10m``, ``2h``, ``1d``)."""
-    try:
-        return (time.time() if now is None else now) - parse_age(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither an ISO time (2026-11-23T10:31:02Z) nor a duration (10m, 1d)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    """Epoch seconds from an ISO time (no zone means UTC), epoch seconds, or a duration
+    meaning "that long ago" (``10m``, ``2h``, ``1d``)."""
+    return parse_time(text, time.time() if now is None else now)
 
 
 def _when_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:

@@ -7,7 +7,6 @@ audited there); the audit log is queried and a decision explained in words.
 from __future__ import annotations
 
 import hmac
-import math
 import time
 from typing import Any
 
@@ -17,7 +16,7 @@ from starlette.routing import Route
 
 from modelrouter.api.rest import json_response, read_body
 from modelrouter.audit.explain import explain
-from modelrouter.config.durations import parse_duration
+from modelrouter.config.durations import parse_time
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import InvalidInput, NotFound, Unauthorized
 from modelrouter.protocol.v2 import loads
@@ -25,34 +24,6 @@ from modelrouter.routing.state import RoutingState
 from modelrouter.store.base import Store
 
 MAX_ADMIN_BODY = 1024 * 1024
-
-
-def parse_time(value: str, field: str, now: float) -> float:
-    """An epoch time from ISO 8601 (no zone means UTC, as in ``modelrouter audit``), epoch
-    seconds, or a duration meaning "that long ago"."""
-    from datetime import UTC, datetime
-
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds):
-            return seconds
-        raise InvalidInput(f"{field}: {value!r} is not a time") from None
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{field}: {value!r} is not a time (ISO 8601, epoch seconds, or a duration like 10m)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 class AdminApi:
@@ -197,7 +168,10 @@ class AdminApi:
         }
         for k in ("since", "until"):
             if k in q:
-                args[k] = parse_time(q[k], k, now)
+                try:
+                    args[k] = parse_time(q[k], now)
+                except ValueError as exc:
+                    raise InvalidInput(f"{k}: {exc}") from None
         for k in ("limit", "after_seq"):
             if k in q:
                 try:

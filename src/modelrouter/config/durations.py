@@ -8,8 +8,17 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 7 * 86400.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(us|µs|ms|s|m|h|d|w)")
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -51,9 +60,39 @@ def parse_duration(value: Any) -> float:
         pos = m.end()
     if pos == 0 or pos != len(text):
         raise ValueError(
-            f"not a duration: {value!r} (use a number with a unit: us, ms, s, m, h; e.g. 250ms)"
+            f"not a duration: {value!r} (a number with a unit: us, ms, s, m, h, d, w; e.g. 250ms)"
         )
     return total
+
+
+def parse_time(text: str, now: float) -> float:
+    """Epoch seconds from epoch seconds, an ISO 8601 time (no zone means UTC), or a duration
+    meaning "that long before ``now``" (``10m``, ``1d``). Raises ``ValueError``."""
+    from datetime import UTC, datetime
+
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(seconds):
+            return seconds
+        raise ValueError(f"{text!r} is not a time")
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time (ISO 8601 such as 2026-11-23T10:31:02Z, epoch seconds, "
+            "or a duration ago such as 10m or 1d)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def format_duration(seconds: float) -> str:

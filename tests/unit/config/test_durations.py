@@ -46,7 +46,7 @@ def test_duration_bare_number_is_seconds(value: float, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "ms", "30", "5d", "-1s", "1m 30s", "1s30", "30S", "1e3s", "ten seconds", "s30", "1.s"],
+    ["", "ms", "30", "5y", "-1s", "1m 30s", "1s30", "30S", "1e3s", "ten seconds", "s30", "1.s"],
 )
 def test_bad_duration_text(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration") as info:
@@ -112,3 +112,21 @@ def test_annotated_types_validate_and_serialize() -> None:
     assert h.model_dump() == {"timeout": "90s", "limit": 2048}
     with pytest.raises(ValidationError, match="not a duration"):
         _Holder.model_validate({"timeout": "soon", "limit": 1})
+
+
+def test_days_and_weeks() -> None:
+    assert parse_duration("30d") == 30 * 86400
+    assert parse_duration("2w") == 14 * 86400
+    assert parse_duration("1d12h") == 36 * 3600
+
+
+def test_parse_time_forms() -> None:
+    from modelrouter.config.durations import parse_time
+
+    assert parse_time("10m", now=1000.0) == 400.0
+    assert parse_time("1795429862", now=0.0) == 1795429862.0
+    assert parse_time("2026-11-23T10:31:02Z", now=0.0) == 1795429862.0
+    assert parse_time("2026-11-23T10:31:02", now=0.0) == 1795429862.0
+    for bad in ("nan", "inf", "last tuesday", ""):
+        with pytest.raises(ValueError, match="is not a time"):
+            parse_time(bad, now=0.0)

@@ -170,7 +170,7 @@ def test_storage_uri_and_endpoint() -> None:
         ("{storageUri: ./a, modelFormat: sklearn, implementation: 'a:B'}", "only for"),
         ("{storageUri: ./a}", "modelFormat is required"),
         ("{storageUri: ./a, modelFormat: sklearn, executor: process}", "'inline' or 'thread'"),
-        ("{storageUri: ./a, modelFormat: sklearn, timeout: 5d}", "not a duration: '5d'"),
+        ("{storageUri: ./a, modelFormat: sklearn, timeout: 5y}", "not a duration: '5y'"),
     ],
 )
 def test_bad_version_spec(spec: str, fragment: str) -> None:
