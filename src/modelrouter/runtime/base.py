@@ -79,10 +79,16 @@ class LocalRuntime(ModelRuntime):
                 )
         return asked
 
+    def predict_request(self, request: InferenceRequest, outputs: Sequence[str]) -> list[Tensor]:
+        """``predict`` for a whole request; runtimes that use request parameters override it."""
+        return self.predict(request.inputs, outputs)
+
     def run(self, request: InferenceRequest) -> list[Tensor]:
+        """Validate the requested outputs and predict; a model's own exception becomes
+        :class:`InferenceFailed` with its message."""
         outputs = self._requested(request)
         try:
-            return self.predict(request.inputs, outputs)
+            return self.predict_request(request, outputs)
         except ModelRouterError:
             raise
         except Exception as exc:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from modelrouter.errors import InferenceFailed, InvalidInput, ModelLoadError, ModelRouterError
+from modelrouter.errors import InvalidInput, ModelLoadError
 from modelrouter.protocol.types import (
     InferenceRequest,
     ModelSignature,
@@ -138,21 +138,11 @@ class MLflowRuntime(LocalRuntime):
     def predict(self, inputs: list[Tensor], outputs: Sequence[str]) -> list[Tensor]:
         return self._predict(inputs, outputs, None)
 
-    def run(self, request: InferenceRequest) -> list[Tensor]:
-        """As :meth:`LocalRuntime.run`, passing the parameters the model declares."""
+    def predict_request(self, request: InferenceRequest, outputs: Sequence[str]) -> list[Tensor]:
+        """Passes on the request parameters the model's params schema declares."""
         given = request.parameters
         params = {k: v for k, v in given.items() if k in self._params} if given else None
-        if not params:
-            return super().run(request)
-        outputs = self._requested(request)
-        try:
-            return self._predict(request.inputs, outputs, params)
-        except ModelRouterError:
-            raise
-        except Exception as exc:
-            raise InferenceFailed(
-                f"model '{self.model}' version '{self.version}' failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        return self._predict(request.inputs, outputs, params or None)
 
     def _predict(
         self, inputs: list[Tensor], outputs: Sequence[str], params: dict[str, Any] | None
