@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from modelrouter.config.durations import ByteSize, Duration
+from modelrouter.config.rollouts import RolloutSpec, check_rollouts
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Model and version names appear in URLs: letters, digits, ``_``, ``.``, ``-``."""
@@ -108,6 +109,20 @@ class MlflowSettings(Strict):
     """How often ``models:/name@alias`` versions check whether their alias moved."""
 
 
+class TelemetrySettings(Strict):
+    """Per-version rolling windows (requests, errors, latency, feedback, shadow agreement)."""
+
+    flushInterval: Duration = Field(2.0, gt=0)
+    """How often the gateway appends what it counted to the store, where every gateway's
+    counts are summed (what a rollout controller reads)."""
+    window: Duration = Field(600.0, gt=0)
+    """How much recent history each gateway keeps in memory (1 s buckets)."""
+    retention: Duration = Field(3600.0, gt=0)
+    """Rows older than this are pruned from the store."""
+    gatewayId: str | None = None
+    """This gateway's name in the store's rows; default ``host:pid``."""
+
+
 class ServerSettings(Strict):
     name: str = "modelrouter"
     http: HttpServer = HttpServer()
@@ -123,6 +138,7 @@ class ServerSettings(Strict):
     audit: AuditSettings = AuditSettings()
     shadow: ShadowSettings = ShadowSettings()
     mlflow: MlflowSettings = MlflowSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     modelMemoryBudget: ByteSize | None = Field(None, gt=0)
     """Resident model versions may take at most this much (e.g. ``2GiB``, measured as their
     artifact size on disk); idle versions are evicted least recently used first."""
@@ -379,3 +395,10 @@ class ModelSpec(Strict):
 class Config(Strict):
     server: ServerSettings = ServerSettings()
     models: dict[ModelName, ModelSpec] = Field(default_factory=dict)
+    rollouts: dict[RuleName, RolloutSpec] = Field(default_factory=dict)
+    """Progressive delivery: see :mod:`modelrouter.config.rollouts`."""
+
+    @model_validator(mode="after")
+    def _rollouts_point_at_rules(self) -> Config:
+        check_rollouts(self.rollouts, self.models)
+        return self

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from modelrouter.errors import ConfigError
-from modelrouter.store.base import AuditBounds, RoutingRecord, Store, Watch
+from modelrouter.store.base import AuditBounds, RolloutRecord, RoutingRecord, Store, Watch
 
 if TYPE_CHECKING:
     from modelrouter.store.base import Clock
 
-__all__ = ["AuditBounds", "RoutingRecord", "Store", "Watch", "open_store"]
+__all__ = ["AuditBounds", "RolloutRecord", "RoutingRecord", "Store", "Watch", "open_store"]
 
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres")
 

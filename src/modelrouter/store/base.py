@@ -16,10 +16,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -51,6 +53,16 @@ class RoutingRecord:
     document: dict[str, Any]
     updated_at: float
     actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """The persisted state of one rollout. ``version`` starts at 1 and grows by 1 per write."""
+
+    name: str
+    version: int
+    state: dict[str, Any]
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +310,52 @@ class Store(abc.ABC):
             after = page[-1]["seq"]
         return verifier.finish(bounds.head)
 
+    # -- rollouts (state and lease locks of the rollout controllers) -----------------------
+
+    @abc.abstractmethod
+    async def get_rollout(self, name: str) -> RolloutRecord | None:
+        """The stored state of rollout ``name``, or None."""
+
+    @abc.abstractmethod
+    async def put_rollout(
+        self, name: str, state: Mapping[str, Any], expected_version: int | None = None
+    ) -> RolloutRecord:
+        """Replace the state of rollout ``name``; with ``expected_version`` (0: none yet) only
+        if the stored version still equals it, else :class:`~modelrouter.errors.Conflict`."""
+
+    @abc.abstractmethod
+    async def list_rollouts(self) -> list[RolloutRecord]:
+        """Every stored rollout, by name."""
+
+    @abc.abstractmethod
+    async def try_lock(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``owner`` for ``ttl`` seconds.
+
+        True when ``owner`` holds it now: it was free, expired, or already ``owner``'s.
+        """
+
+    @abc.abstractmethod
+    async def release_lock(self, name: str, owner: str) -> None:
+        """Give up the lease ``name`` if ``owner`` holds it (else nothing happens)."""
+
+    # -- telemetry windows (per-gateway, per-bucket rows; see modelrouter.telemetry.recorder) --
+
+    @abc.abstractmethod
+    async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
+        """Append telemetry rows in one transaction. Rows are deltas: several rows for the same
+        gateway, version and bucket are all kept, and readers sum them."""
+
+    @abc.abstractmethod
+    async def query_metric_rows(
+        self, model: str, version: str, since: float, until: float
+    ) -> list[MetricRow]:
+        """The rows of ``model``/``version`` (every gateway) whose bucket starts in
+        ``[since, until)``, oldest first."""
+
+    @abc.abstractmethod
+    async def prune_metric_rows(self, before: float) -> int:
+        """Delete the rows whose bucket starts before ``before``; returns how many."""
+
 
 # -- helpers shared by the implementations ---------------------------------------------------
 
@@ -421,3 +479,69 @@ def prune_cutoff(
     if use_age:
         cutoff = max(cutoff, bounds.head.seq if first_young_seq is None else first_young_seq - 1)
     return min(cutoff, bounds.head.seq)
+
+
+def check_rollout_expected(name: str, current: int, expected: int | None) -> None:
+    """Raise :class:`Conflict` when an optimistic rollout write's version is stale."""
+    if expected is not None and expected != current:
+        raise Conflict(
+            f"rollout {name} is at version {current}, not {expected}: "
+            "it changed since you read it; read it again and retry"
+        )
+
+
+def normalize_rollout_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A rollout state as plain JSON data."""
+    if not isinstance(state, Mapping):
+        raise InvalidInput(f"a rollout state must be a mapping, not {type(state).__name__}")
+    return normalize(state)
+
+
+# -- telemetry rows ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class MetricRow:
+    """What one gateway counted for one model version in one time bucket (see
+    :mod:`modelrouter.telemetry.recorder`). ``latency`` maps a log-spaced latency bucket index
+    to a count."""
+
+    gateway: str
+    model: str
+    version: str
+    start: float
+    """Start of the time bucket, epoch seconds."""
+    requests: int = 0
+    errors: int = 0
+    latency: dict[int, int] = field(default_factory=dict)
+    feedback: int = 0
+    correct: int = 0
+    abs_error_sum: float = 0.0
+    rewards: int = 0
+    reward_sum: float = 0.0
+    shadow_compared: int = 0
+    shadow_agreeing: int = 0
+
+    def latency_json(self) -> str:
+        """The latency histogram as compact JSON text (how the SQL stores keep it)."""
+        doc = {str(k): v for k, v in sorted(self.latency.items())}
+        return json.dumps(doc, separators=(",", ":"))
+
+    @staticmethod
+    def parse_latency(text: str) -> dict[int, int]:
+        return {int(k): int(v) for k, v in json.loads(text).items()}
+
+
+def check_metric_rows(rows: Sequence[MetricRow]) -> list[MetricRow]:
+    """Refuse rows a SQL column or a sum cannot hold (non-finite figures, negative counts)."""
+    out = list(rows)
+    for r in out:
+        if not isinstance(r, MetricRow):
+            raise InvalidInput(f"a metric row must be a MetricRow, not {type(r).__name__}")
+        figures = (r.start, r.abs_error_sum, r.reward_sum)
+        if not all(math.isfinite(float(x)) for x in figures):
+            raise InvalidInput(f"metric row of {r.model}/{r.version}: non-finite figure")
+        counts = (r.requests, r.errors, r.feedback, r.correct, r.rewards)
+        if min(counts) < 0 or min((r.shadow_compared, r.shadow_agreeing)) < 0:
+            raise InvalidInput(f"metric row of {r.model}/{r.version}: negative count")
+    return out

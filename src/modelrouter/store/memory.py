@@ -12,15 +12,20 @@ from modelrouter.audit.chain import GENESIS, ChainPoint, seal
 from modelrouter.store.base import (
     AuditBounds,
     Clock,
+    MetricRow,
     Order,
+    RolloutRecord,
     RoutingRecord,
     Store,
     Watch,
     change_record,
     check_expected,
+    check_metric_rows,
     check_prune,
     check_query,
+    check_rollout_expected,
     normalize_document,
+    normalize_rollout_state,
     prepare_records,
     prune_cutoff,
     prune_record,
@@ -40,6 +45,9 @@ class MemoryStore(Store):
         self._audit: list[dict[str, Any]] = []
         self._head = GENESIS
         self._anchor = GENESIS
+        self._metric_rows: list[MetricRow] = []
+        self._rollouts: dict[str, RolloutRecord] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
 
     # -- routing -------------------------------------------------------------------------
 
@@ -179,6 +187,63 @@ class MemoryStore(Store):
         """Delete a stored record behind the chain's back (for tests of verification)."""
         self._audit = [r for r in self._audit if r["seq"] != seq]
 
+    # -- rollouts ------------------------------------------------------------------------
+
+    async def get_rollout(self, name: str) -> RolloutRecord | None:
+        r = self._rollouts.get(name)
+        return None if r is None else _copy_rollout(r)
+
+    async def put_rollout(
+        self, name: str, state: Mapping[str, Any], expected_version: int | None = None
+    ) -> RolloutRecord:
+        data = normalize_rollout_state(state)
+        async with self._lock:
+            before = self._rollouts.get(name)
+            current = before.version if before else 0
+            check_rollout_expected(name, current, expected_version)
+            after = RolloutRecord(name, current + 1, data, self._clock())
+            self._rollouts[name] = after
+        return _copy_rollout(after)
+
+    async def list_rollouts(self) -> list[RolloutRecord]:
+        return [_copy_rollout(self._rollouts[n]) for n in sorted(self._rollouts)]
+
+    async def try_lock(self, name: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        held = self._locks.get(name)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._locks[name] = (owner, now + ttl)
+        return True
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        held = self._locks.get(name)
+        if held is not None and held[0] == owner:
+            del self._locks[name]
+
+    # -- telemetry windows ---------------------------------------------------------------
+
+    async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
+        checked = check_metric_rows(rows)
+        self._metric_rows.extend(copy.deepcopy(r) for r in checked)
+
+    async def query_metric_rows(
+        self, model: str, version: str, since: float, until: float
+    ) -> list[MetricRow]:
+        found = [
+            copy.deepcopy(r)
+            for r in self._metric_rows
+            if r.model == model and r.version == version and since <= r.start < until
+        ]
+        found.sort(key=lambda r: r.start)
+        return found
+
+    async def prune_metric_rows(self, before: float) -> int:
+        kept = [r for r in self._metric_rows if r.start >= before]
+        deleted = len(self._metric_rows) - len(kept)
+        self._metric_rows = kept
+        return deleted
+
 
 def _text(v: Any) -> str | None:
     return None if v is None else str(v)
@@ -186,3 +251,7 @@ def _text(v: Any) -> str | None:
 
 def _copy_routing(r: RoutingRecord) -> RoutingRecord:
     return RoutingRecord(r.model, r.version, copy.deepcopy(r.document), r.updated_at, r.actor)
+
+
+def _copy_rollout(r: RolloutRecord) -> RolloutRecord:
+    return RolloutRecord(r.name, r.version, copy.deepcopy(r.state), r.updated_at)

@@ -27,21 +27,26 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
-from modelrouter.errors import ConfigError, ModelRouterError, StoreError
+from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
     SCHEMA_VERSION,
     AuditBounds,
     Clock,
+    MetricRow,
     Order,
+    RolloutRecord,
     RoutingRecord,
     Store,
     Watch,
     change_record,
     check_expected,
+    check_metric_rows,
     check_prune,
     check_query,
+    check_rollout_expected,
     index_columns,
     normalize_document,
+    normalize_rollout_state,
     prepare_records,
     prune_cutoff,
     prune_record,
@@ -104,6 +109,8 @@ class PostgresStore(Store):
         self._t_state = f"{s}.mr_state"
         self._t_routing = f"{s}.mr_routing"
         self._t_audit = f"{s}.mr_audit"
+        self._t_rollout = f"{s}.mr_rollout"
+        self._t_lock = f"{s}.mr_lock"
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -192,6 +199,35 @@ class PostgresStore(Store):
             f"CREATE INDEX IF NOT EXISTS mr_audit_model ON {a} (model, seq)",
             f"CREATE INDEX IF NOT EXISTS mr_audit_kind ON {a} (kind, seq)",
             f"CREATE INDEX IF NOT EXISTS mr_audit_request ON {a} (request_id)",
+            # rollouts: state of each rollout, and the lease locks of their controllers
+            f"""CREATE TABLE IF NOT EXISTS {self._t_rollout} (
+                name text PRIMARY KEY,
+                version bigint NOT NULL,
+                state text NOT NULL,
+                updated_at double precision NOT NULL)""",
+            f"""CREATE TABLE IF NOT EXISTS {self._t_lock} (
+                name text PRIMARY KEY,
+                owner text NOT NULL,
+                expires double precision NOT NULL)""",
+            # telemetry windows: what each gateway counted per version and time bucket
+            f"""CREATE TABLE IF NOT EXISTS {self._t_metric} (
+                gateway text NOT NULL,
+                model text NOT NULL,
+                version text NOT NULL,
+                start double precision NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                latency text NOT NULL,
+                feedback bigint NOT NULL,
+                correct bigint NOT NULL,
+                abs_error_sum double precision NOT NULL,
+                rewards bigint NOT NULL,
+                reward_sum double precision NOT NULL,
+                shadow_compared bigint NOT NULL,
+                shadow_agreeing bigint NOT NULL)""",
+            f"CREATE INDEX IF NOT EXISTS mr_metric_version ON {self._t_metric} "
+            "(model, version, start)",
+            f"CREATE INDEX IF NOT EXISTS mr_metric_start ON {self._t_metric} (start)",
             f"""INSERT INTO {self._t_state} VALUES
                 (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
                 ON CONFLICT (id) DO NOTHING""",
@@ -479,6 +515,154 @@ class PostgresStore(Store):
 
     async def audit_bounds(self) -> AuditBounds:
         return await self._op(self._bounds)
+
+    # -- rollouts ------------------------------------------------------------------------
+
+    async def get_rollout(self, name: str) -> RolloutRecord | None:
+        async def read(conn: Conn) -> RolloutRecord | None:
+            cur = await conn.execute(
+                f"SELECT version, state, updated_at FROM {self._t_rollout} WHERE name = %s",
+                (name,),
+            )
+            row = await cur.fetchone()
+            return None if row is None else RolloutRecord(name, row[0], json.loads(row[1]), row[2])
+
+        return await self._op(read)
+
+    async def put_rollout(
+        self, name: str, state: Mapping[str, Any], expected_version: int | None = None
+    ) -> RolloutRecord:
+        data = normalize_rollout_state(state)
+        text = json.dumps(data, ensure_ascii=False)
+
+        async def write(conn: Conn) -> RolloutRecord:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    f"SELECT version FROM {self._t_rollout} WHERE name = %s FOR UPDATE", (name,)
+                )
+                row = await cur.fetchone()
+                current = row[0] if row else 0
+                check_rollout_expected(name, current, expected_version)
+                after = RolloutRecord(name, current + 1, data, self._clock())
+                await conn.execute(
+                    f"INSERT INTO {self._t_rollout} VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (name) DO UPDATE SET version = excluded.version,"
+                    " state = excluded.state, updated_at = excluded.updated_at",
+                    (name, after.version, text, after.updated_at),
+                )
+                return after
+
+        try:
+            return await self._op(write, read_only=False)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise Conflict(f"rollout {name} was created concurrently; retry") from exc
+            raise
+
+    async def list_rollouts(self) -> list[RolloutRecord]:
+        async def read(conn: Conn) -> list[RolloutRecord]:
+            cur = await conn.execute(
+                f"SELECT name, version, state, updated_at FROM {self._t_rollout} ORDER BY name"
+            )
+            return [RolloutRecord(n, v, json.loads(t), u) for n, v, t, u in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def try_lock(self, name: str, owner: str, ttl: float) -> bool:
+        """One statement: insert, or take over when expired or already ours."""
+
+        async def write(conn: Conn) -> bool:
+            now = self._clock()
+            cur = await conn.execute(
+                f"INSERT INTO {self._t_lock} AS l VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires = excluded.expires WHERE l.owner = excluded.owner OR l.expires <= %s",
+                (name, owner, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+        return await self._op(write, read_only=False)
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        async def write(conn: Conn) -> None:
+            await conn.execute(
+                f"DELETE FROM {self._t_lock} WHERE name = %s AND owner = %s", (name, owner)
+            )
+
+        await self._op(write, read_only=False)
+
+    # -- telemetry windows ---------------------------------------------------------------
+
+    @property
+    def _t_metric(self) -> str:
+        return f'"{self.schema}".mr_metric'
+
+    async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
+        values = [_metric_values(r) for r in check_metric_rows(rows)]
+        if not values:
+            return
+        query = (
+            f"INSERT INTO {self._t_metric} ({_METRIC_COLUMNS}) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        )
+
+        async def write(conn: Conn) -> None:
+            async with conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(query, values)
+
+        await self._op(write, read_only=False)
+
+    async def query_metric_rows(
+        self, model: str, version: str, since: float, until: float
+    ) -> list[MetricRow]:
+        query = (
+            f"SELECT {_METRIC_COLUMNS} FROM {self._t_metric}"
+            " WHERE model = %s AND version = %s AND start >= %s AND start < %s ORDER BY start"
+        )
+
+        async def read(conn: Conn) -> list[MetricRow]:
+            cur = await conn.execute(query, (model, version, since, until))
+            return [_metric_row(r) for r in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def prune_metric_rows(self, before: float) -> int:
+        async def write(conn: Conn) -> int:
+            cur = await conn.execute(f"DELETE FROM {self._t_metric} WHERE start < %s", (before,))
+            return cur.rowcount
+
+        return await self._op(write, read_only=False)
+
+
+_METRIC_COLUMNS = (
+    "gateway, model, version, start, requests, errors, latency, feedback, correct,"
+    " abs_error_sum, rewards, reward_sum, shadow_compared, shadow_agreeing"
+)
+
+
+def _metric_values(r: MetricRow) -> tuple[Any, ...]:
+    return (
+        r.gateway,
+        r.model,
+        r.version,
+        float(r.start),
+        r.requests,
+        r.errors,
+        r.latency_json(),
+        r.feedback,
+        r.correct,
+        float(r.abs_error_sum),
+        r.rewards,
+        float(r.reward_sum),
+        r.shadow_compared,
+        r.shadow_agreeing,
+    )
+
+
+def _metric_row(row: Sequence[Any]) -> MetricRow:
+    values = list(row)
+    values[6] = MetricRow.parse_latency(values[6])
+    return MetricRow(*values)
 
 
 def _sealed_rows(prepared: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any, ...]]:

@@ -28,16 +28,21 @@ from modelrouter.store.base import (
     SCHEMA_VERSION,
     AuditBounds,
     Clock,
+    MetricRow,
     Order,
+    RolloutRecord,
     RoutingRecord,
     Store,
     Watch,
     change_record,
     check_expected,
+    check_metric_rows,
     check_prune,
     check_query,
+    check_rollout_expected,
     index_columns,
     normalize_document,
+    normalize_rollout_state,
     prepare_records,
     prune_cutoff,
     prune_record,
@@ -75,6 +80,34 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS mr_audit_model ON mr_audit (model, seq)",
     "CREATE INDEX IF NOT EXISTS mr_audit_kind ON mr_audit (kind, seq)",
     "CREATE INDEX IF NOT EXISTS mr_audit_request ON mr_audit (request_id)",
+    # rollouts: state of each rollout, and the lease locks of their controllers
+    """CREATE TABLE IF NOT EXISTS mr_rollout (
+        name TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS mr_lock (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires REAL NOT NULL)""",
+    # telemetry windows: what each gateway counted per version and time bucket (deltas)
+    """CREATE TABLE IF NOT EXISTS mr_metric (
+        gateway TEXT NOT NULL,
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        start REAL NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        latency TEXT NOT NULL,
+        feedback INTEGER NOT NULL,
+        correct INTEGER NOT NULL,
+        abs_error_sum REAL NOT NULL,
+        rewards INTEGER NOT NULL,
+        reward_sum REAL NOT NULL,
+        shadow_compared INTEGER NOT NULL,
+        shadow_agreeing INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS mr_metric_version ON mr_metric (model, version, start)",
+    "CREATE INDEX IF NOT EXISTS mr_metric_start ON mr_metric (start)",
     f"""INSERT OR IGNORE INTO mr_state VALUES
         (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
 ]
@@ -395,3 +428,126 @@ class SQLiteStore(Store):
 
     async def audit_bounds(self) -> AuditBounds:
         return await self._run(self._read, self._bounds)
+
+    # -- rollouts ------------------------------------------------------------------------
+
+    async def get_rollout(self, name: str) -> RolloutRecord | None:
+        def read(conn: sqlite3.Connection) -> RolloutRecord | None:
+            row = conn.execute(
+                "SELECT version, state, updated_at FROM mr_rollout WHERE name = ?", (name,)
+            ).fetchone()
+            return None if row is None else RolloutRecord(name, row[0], json.loads(row[1]), row[2])
+
+        return await self._run(self._read, read)
+
+    async def put_rollout(
+        self, name: str, state: Mapping[str, Any], expected_version: int | None = None
+    ) -> RolloutRecord:
+        data = normalize_rollout_state(state)
+        text = json.dumps(data, ensure_ascii=False)
+
+        def write(conn: sqlite3.Connection) -> RolloutRecord:
+            row = conn.execute("SELECT version FROM mr_rollout WHERE name = ?", (name,)).fetchone()
+            current = row[0] if row else 0
+            check_rollout_expected(name, current, expected_version)
+            after = RolloutRecord(name, current + 1, data, self._clock())
+            conn.execute(
+                "INSERT OR REPLACE INTO mr_rollout VALUES (?, ?, ?, ?)",
+                (name, after.version, text, after.updated_at),
+            )
+            return after
+
+        return await self._write(write)
+
+    async def list_rollouts(self) -> list[RolloutRecord]:
+        def read(conn: sqlite3.Connection) -> list[RolloutRecord]:
+            rows = conn.execute(
+                "SELECT name, version, state, updated_at FROM mr_rollout ORDER BY name"
+            ).fetchall()
+            return [RolloutRecord(n, v, json.loads(t), u) for n, v, t, u in rows]
+
+        return await self._run(self._read, read)
+
+    async def try_lock(self, name: str, owner: str, ttl: float) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            cur = conn.execute(
+                "INSERT INTO mr_lock VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                " owner = excluded.owner, expires = excluded.expires"
+                " WHERE mr_lock.owner = excluded.owner OR mr_lock.expires <= ?",
+                (name, owner, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(write)
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM mr_lock WHERE name = ? AND owner = ?", (name, owner))
+
+        await self._write(write)
+
+    # -- telemetry windows ---------------------------------------------------------------
+
+    async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
+        values = [_metric_values(r) for r in check_metric_rows(rows)]
+        if not values:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(_INSERT_METRIC, values)
+
+        await self._write(write)
+
+    async def query_metric_rows(
+        self, model: str, version: str, since: float, until: float
+    ) -> list[MetricRow]:
+        def read(conn: sqlite3.Connection) -> list[MetricRow]:
+            rows = conn.execute(
+                f"SELECT {_METRIC_COLUMNS} FROM mr_metric"
+                " WHERE model = ? AND version = ? AND start >= ? AND start < ? ORDER BY start",
+                (model, version, since, until),
+            ).fetchall()
+            return [_metric_row(r) for r in rows]
+
+        return await self._run(self._read, read)
+
+    async def prune_metric_rows(self, before: float) -> int:
+        def write(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM mr_metric WHERE start < ?", (before,)).rowcount
+
+        return await self._write(write)
+
+
+_METRIC_COLUMNS = (
+    "gateway, model, version, start, requests, errors, latency, feedback, correct,"
+    " abs_error_sum, rewards, reward_sum, shadow_compared, shadow_agreeing"
+)
+_INSERT_METRIC = (
+    f"INSERT INTO mr_metric ({_METRIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _metric_values(r: MetricRow) -> tuple[Any, ...]:
+    return (
+        r.gateway,
+        r.model,
+        r.version,
+        float(r.start),
+        r.requests,
+        r.errors,
+        r.latency_json(),
+        r.feedback,
+        r.correct,
+        float(r.abs_error_sum),
+        r.rewards,
+        float(r.reward_sum),
+        r.shadow_compared,
+        r.shadow_agreeing,
+    )
+
+
+def _metric_row(row: Sequence[Any]) -> MetricRow:
+    values = list(row)
+    values[6] = MetricRow.parse_latency(values[6])
+    return MetricRow(*values)
