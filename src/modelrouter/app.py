@@ -19,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from modelrouter.api.admin import AdminApi
+from modelrouter.api.feedback import FeedbackApi
+from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.audit.writer import AuditWriter
@@ -29,6 +31,7 @@ from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.store import Store, open_store
+from modelrouter.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class Services:
     shadow: ShadowRunner
     audit: AuditWriter
     dataplane: DataPlane
+    telemetry: Telemetry
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -65,10 +69,14 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         flush_interval=server.audit.flushInterval,
         max_queue=server.audit.maxQueue,
     )
-    dataplane = DataPlane(config, repository, routing, None, audit)
-    shadow = ShadowRunner(dataplane.call_version, server.shadow.maxQueue, server.shadow.workers)
+    telemetry = Telemetry(store, server.telemetry)
+    telemetry.metrics.watch_repository(repository)
+    dataplane = DataPlane(config, repository, routing, None, audit, telemetry)
+    shadow = ShadowRunner(
+        dataplane.call_version, server.shadow.maxQueue, server.shadow.workers, telemetry
+    )
     dataplane.shadow = shadow
-    return Services(loaded, store, repository, routing, shadow, audit, dataplane)
+    return Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
 
 
 async def watch_config_file(services: Services, interval: float = 1.0) -> None:
@@ -155,6 +163,7 @@ async def running(services: Services) -> AsyncIterator[None]:
         watch = await services.store.watch(services.routing.refresh, server.storePollInterval)
         services.audit.start()
         services.shadow.start()
+        services.tasks.append(asyncio.create_task(services.telemetry.run()))
         if server.watchConfig:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
@@ -169,6 +178,10 @@ async def running(services: Services) -> AsyncIterator[None]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             services.tasks.clear()
+            try:
+                await services.telemetry.flush()
+            except Exception as exc:
+                log.warning("telemetry: last flush failed: %s", exc)
             await watch.stop()
             await services.shadow.close()
             await services.audit.close()
@@ -194,5 +207,10 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
         services.dataplane,
         config.server.http.maxRequestSize,
         lifespan=lifespan,
-        extra_routes=[*admin.routes(), *repository_api.routes()],
+        extra_routes=[
+            *admin.routes(),
+            *repository_api.routes(),
+            *MetricsApi(services.telemetry.metrics).routes(),
+            *FeedbackApi(services.telemetry.feedback_service, token).routes(),
+        ],
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,12 +28,29 @@ from modelrouter.routing.table import RoutingTable, compile_table
 from modelrouter.runtime.base import LocalRuntime
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
+from modelrouter.telemetry.feedback import compact_prediction
 
 
 class AuditSink(Protocol):
     def submit(self, record: Mapping[str, Any]) -> object: ...
 
     async def submit_durable(self, record: Mapping[str, Any]) -> object: ...
+
+
+class TelemetrySink(Protocol):
+    """Told of every inference (:class:`modelrouter.telemetry.service.Telemetry`)."""
+
+    def request(
+        self,
+        model: str,
+        version: str,
+        rule: str | None,
+        status: int,
+        seconds: float,
+        request_id: str | None = None,
+        prediction: list[Any] | None = None,
+        fallbacks: Sequence[dict[str, str]] = (),
+    ) -> None: ...
 
 
 class TableSource(Protocol):
@@ -66,6 +83,7 @@ class DataPlane:
         routing: TableSource | None = None,
         shadow: ShadowRunner | None = None,
         audit: AuditSink | None = None,
+        telemetry: TelemetrySink | None = None,
     ) -> None:
         self.config = config
         self.repository = repository
@@ -73,6 +91,7 @@ class DataPlane:
         self.shadow = shadow
         self.audit = audit if config.server.audit.enabled else None
         self.durable = config.server.audit.durable
+        self.telemetry = telemetry
         self._defaults = {name: m.default_version for name, m in config.models.items()}
 
     # ------------------------------------------------------------------ health and metadata
@@ -182,7 +201,10 @@ class DataPlane:
             raise
         if decision.mirrors and self.shadow is not None:
             self.shadow.submit(model, served, decision.mirrors, request, outputs)
-        await self._record(decision, rid, start, 200, served, fallbacks, None, pinned_call)
+        prediction = compact_prediction(outputs)
+        await self._record(
+            decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
+        )
         return InferOutcome(
             InferenceResponse(model, served, outputs, request.id), served, decision, fallbacks
         )
@@ -234,12 +256,27 @@ class DataPlane:
         fallbacks: list[dict[str, str]],
         error: BaseException | None,
         pinned: bool,
+        prediction: list[Any] | None = None,
     ) -> None:
         """One audit record per decision: queued, or committed first in durable mode.
 
         The fields are those :mod:`modelrouter.audit.explain` reads: ``version`` is the version
         routing chose, ``served_by`` the one that answered (None on failure), ``fallbacks`` the
-        versions that answered in turn after a failure, each with the error that caused it."""
+        versions that answered in turn after a failure, each with the error that caused it;
+        ``prediction`` the first output's values when small (for joining feedback).
+        The telemetry hears of every decision, audited or not."""
+        latency = time.perf_counter() - start
+        if self.telemetry is not None:
+            self.telemetry.request(
+                decision.model,
+                served or decision.version,
+                decision.rule_name,
+                status,
+                latency,
+                request_id,
+                prediction,
+                fallbacks,
+            )
         if self.audit is None:
             return
         record: dict[str, Any] = {
@@ -260,8 +297,10 @@ class DataPlane:
             "fallbacks": fallbacks,
             "table_version": decision.table_version,
             "status": status,
-            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+            "latency_ms": round(latency * 1000, 3),
         }
+        if prediction is not None:
+            record["prediction"] = prediction
         if error is not None:
             record["error"] = (
                 error.message if isinstance(error, ModelRouterError) else type(error).__name__

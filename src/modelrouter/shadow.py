@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -86,6 +86,16 @@ def compare(primary: Tensor, shadow: Tensor) -> Comparison:
     return Comparison(n, agreeing, diff)
 
 
+class ShadowObserver(Protocol):
+    """Told of every shadow outcome (the telemetry: metrics and windows)."""
+
+    def shadow_compared(self, model: str, primary: str, shadow: str, c: Comparison) -> None: ...
+
+    def shadow_failed(self, model: str, primary: str, shadow: str) -> None: ...
+
+    def shadow_dropped(self, model: str, primary: str, shadow: str) -> None: ...
+
+
 @dataclass(slots=True)
 class _Job:
     model: str
@@ -96,8 +106,15 @@ class _Job:
 
 
 class ShadowRunner:
-    def __init__(self, call: ShadowCall, max_queue: int = 1000, workers: int = 2) -> None:
+    def __init__(
+        self,
+        call: ShadowCall,
+        max_queue: int = 1000,
+        workers: int = 2,
+        observer: ShadowObserver | None = None,
+    ) -> None:
         self._call = call
+        self.observer = observer
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(max_queue)
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,6 +143,8 @@ class ShadowRunner:
             self.dropped += len(shadows)
             for s in shadows:
                 self._pair(model, primary, s).dropped += 1
+                if self.observer is not None:
+                    self.observer.shadow_dropped(model, primary, s)
 
     def start(self) -> None:
         if not self._tasks:
@@ -162,9 +181,12 @@ class ShadowRunner:
         except Exception as exc:
             stats.errors += 1
             log.debug("shadow %s/%s failed: %s", job.model, shadow, exc)
+            if self.observer is not None:
+                self.observer.shadow_failed(job.model, job.primary, shadow)
             return
         stats.latency_sum += time.perf_counter() - start
         stats.count += 1
+        c = Comparison(0, 0, 0.0)
         if outputs and job.outputs:
             by_name = {t.name: t for t in outputs}
             theirs = by_name.get(job.outputs[0].name, outputs[0])
@@ -172,3 +194,5 @@ class ShadowRunner:
             stats.compared_elements += c.elements
             stats.agreeing_elements += c.agreeing
             stats.abs_diff_sum += c.abs_diff_sum
+        if self.observer is not None:
+            self.observer.shadow_compared(job.model, job.primary, shadow, c)

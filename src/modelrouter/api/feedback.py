@@ -1,0 +1,49 @@
+"""``POST /api/v1/feedback``: ground truth or a reward for a request the gateway answered.
+
+Body: ``{"request_id": "<x-request-id of the response>", "truth": <label | number | list>,
+"reward": <number>}`` (truth, reward or both). When an admin token is configured the route
+needs it (``Authorization: Bearer``): feedback steers promotions. Answers 200 with the join
+(model, version, score), 400 naming a bad field, 404 for an unknown request id, 409 when the
+request already has feedback.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelrouter.api.rest import json_response, read_body
+from modelrouter.errors import Unauthorized
+from modelrouter.protocol.v2 import loads
+from modelrouter.telemetry.feedback import FeedbackService
+
+MAX_FEEDBACK_BODY = 256 * 1024
+
+
+class FeedbackApi:
+    def __init__(self, service: FeedbackService, token: str | None) -> None:
+        self.service = service
+        self.token = token
+
+    def _authorize(self, request: Request) -> None:
+        if not self.token:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = self.token.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("latin-1"), expected
+        ):
+            raise Unauthorized("feedback needs the admin token (Authorization: Bearer <token>)")
+
+    async def post(self, request: Request) -> Response:
+        self._authorize(request)
+        doc = loads(await read_body(request, MAX_FEEDBACK_BODY))
+        actor = request.headers.get("x-actor") or "feedback-api"
+        result = await self.service.submit(doc, actor)
+        return json_response(result.to_json())
+
+    def routes(self) -> list[Route]:
+        return [Route("/api/v1/feedback", self.post, methods=["POST"])]
