@@ -1,0 +1,576 @@
+"""The rollout state machine: Initialized -> Progressing (<-> Paused) -> Promoting ->
+Succeeded, or -> RolledBack / Failed.
+
+Each tick a :class:`RolloutController` takes the rollout's lease in the store (so one gateway
+acts on it at a time), runs a pending manual command, then the step of its phase: gates and
+the first weights when Initialized; windows -> :func:`~modelrouter.rollout.analysis.evaluate`
+-> new weights when Progressing; the confirm-promotion gate and the switch when Promoting.
+Weights are written as the model's routing document (through :meth:`RoutingState.update`, so
+every gateway serves them); every step is a ``rollout`` audit record with the figures it saw;
+the state is persisted in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from modelrouter.config.rollouts import RolloutSpec
+from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelRouterError, NotFound
+from modelrouter.rollout.analysis import (
+    FINAL_PHASES,
+    CheckResult,
+    Observations,
+    QueryFigures,
+    RolloutState,
+    Verdict,
+    evaluate,
+    split,
+)
+from modelrouter.rollout.providers import QueryProvider, provider, render
+from modelrouter.rollout.webhooks import HookResult, WebhookCaller, payload
+from modelrouter.routing.state import RoutingState
+from modelrouter.store.base import Store
+from modelrouter.telemetry.window import VersionWindow, WindowSource
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("pause", "resume", "promote", "abort")
+
+AliasSetter = Callable[[str, str, str], Awaitable[None]]
+"""``(model, version, alias)``: point an MLflow alias at the promoted version."""
+
+
+class RolloutMetrics(Protocol):
+    def set_rollout(self, name: str, phase: str, weights: Mapping[str, float]) -> None: ...
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def spec_hash(spec: RolloutSpec) -> str:
+    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def weighted_rules(
+    rules: list[dict[str, Any]], spec: RolloutSpec, weights: Mapping[str, int], mirror: bool
+) -> list[dict[str, Any]]:
+    """The model's rules with ``weights`` on the rollout's rule; with ``mirror`` the canary
+    (weight 0) leaves the route and receives a 100% mirror instead."""
+    out = copy.deepcopy(rules)
+    rule = next((r for r in out if r.get("name") == spec.rule), None)
+    if rule is None:
+        raise NotFound(f"model {spec.model} has no rule {spec.rule!r} any more")
+    route = [d for d in rule["route"] if d["destination"] not in weights]
+    for version in (spec.primary, spec.canary):
+        w = weights.get(version, 0)
+        if mirror and version == spec.canary and w == 0:
+            continue
+        route.append({"destination": version, "weight": w})
+    rule["route"] = route
+    if mirror and weights.get(spec.canary, 0) == 0:
+        rule["mirror"] = {"destination": spec.canary}
+        rule["mirrorPercentage"] = {"value": 100}
+    elif rule.get("mirror", {}).get("destination") in weights:
+        rule.pop("mirror", None)
+        rule.pop("mirrorPercentage", None)
+    return out
+
+
+class RolloutController:
+    """Runs one rollout. :meth:`tick` does at most one step; :meth:`command` queues a manual
+    one (run by whichever controller holds the lease at its next tick)."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: RolloutSpec,
+        store: Store,
+        routing: RoutingState,
+        windows: WindowSource,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+        prometheus_url: str | None = None,
+        webhooks: WebhookCaller | None = None,
+        metrics: object | None = None,
+        alias_setter: AliasSetter | None = None,
+        lock_ttl: float = 15.0,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.store = store
+        self.routing = routing
+        self.windows = windows
+        self.owner = owner or default_owner()
+        self.clock = clock
+        self.webhooks = webhooks or WebhookCaller()
+        self.metrics = metrics
+        self.alias_setter = alias_setter
+        self.lock_ttl = lock_ttl
+        self.rng = rng
+        self.actor = f"rollout/{name}"
+        self.lock_name = f"rollout/{name}"
+        self._hash = spec_hash(spec)
+        self._queries: dict[str, QueryProvider] = {
+            m.name: provider(m.provider, prometheus_url)
+            for m in spec.analysis.metrics
+            if m.provider != "builtin"
+        }
+
+    # ------------------------------------------------------------------ reading
+
+    async def read(self) -> tuple[RolloutState, int]:
+        rec = await self.store.get_rollout(self.name)
+        if rec is None:
+            return RolloutState(specHash=self._hash), 0
+        state = RolloutState.from_json(rec.state)
+        if state.specHash != self._hash and state.phase in FINAL_PHASES:
+            log.info("rollout %s: the spec changed since it ended; starting again", self.name)
+            return RolloutState(specHash=self._hash), rec.version
+        return state, rec.version
+
+    async def history(self, limit: int = 200) -> list[dict[str, Any]]:
+        records = await self.store.query_audit(
+            kind="rollout", model=self.spec.model, limit=None, order="desc"
+        )
+        return [r for r in records if r.get("rollout") == self.name][:limit]
+
+    async def status(self) -> dict[str, Any]:
+        state, version = await self.read()
+        rec = await self.store.get_rollout(self.name)
+        pending = (rec.state.get("command") if rec else None) or None
+        return {
+            "name": self.name,
+            "model": self.spec.model,
+            "rule": self.spec.rule,
+            "primary": self.spec.primary,
+            "canary": self.spec.canary,
+            "strategy": self.spec.strategy,
+            "version": version,
+            "pendingCommand": pending,
+            **state.to_json(),
+        }
+
+    # ------------------------------------------------------------------ manual control
+
+    async def command(self, action: str, actor: str, wait: float = 10.0) -> dict[str, Any]:
+        """Queue ``action`` (pause, resume, promote, abort), run it now if this process can
+        take the lease, else wait up to ``wait`` seconds for the lease holder to run it."""
+        if action not in COMMANDS:
+            raise InvalidInput(f"unknown rollout command {action!r} (known: {', '.join(COMMANDS)})")
+        for _ in range(5):
+            rec = await self.store.get_rollout(self.name)
+            data = dict(rec.state) if rec else RolloutState(specHash=self._hash).to_json()
+            data["command"] = {"action": action, "actor": actor, "id": uuid.uuid4().hex}
+            try:
+                await self.store.put_rollout(self.name, data, rec.version if rec else 0)
+                break
+            except Conflict:
+                await asyncio.sleep(0.05)
+        else:
+            raise Conflict(f"rollout {self.name} is changing too fast; retry")
+        deadline = time.monotonic() + wait
+        while True:
+            await self.tick()
+            rec = await self.store.get_rollout(self.name)
+            if rec is None or not rec.state.get("command"):
+                return await self.status()
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    f"rollout {self.name}: the command is queued but no controller ran it yet"
+                )
+            await asyncio.sleep(0.1)
+
+    # ------------------------------------------------------------------ the tick
+
+    async def tick(self) -> bool:
+        """One step, if this controller gets the lease. Returns whether it had the lease."""
+        if not await self.store.try_lock(self.lock_name, self.owner, self.lock_ttl):
+            return False
+        rec = await self.store.get_rollout(self.name)
+        state, version = await self.read()
+        command = rec.state.get("command") if rec else None
+        step = _Step(self, state, version)
+        try:
+            if command:
+                await step.command(command)
+            elif state.phase == "Initialized":
+                await step.start()
+            elif state.phase == "Progressing":
+                await step.analyse()
+            elif state.phase == "Promoting":
+                await step.promote(gate=True)
+            else:
+                self._report(state)
+        except Conflict as exc:
+            log.info("rollout %s: %s; trying again at the next tick", self.name, exc)
+        except (ConfigError, InvalidInput, NotFound) as exc:
+            # the routing cannot take the rollout's weights: nothing will fix that by itself
+            await step.save(step.state.replace(phase="Failed"), "fail", exc.message)
+        return True
+
+    async def release(self) -> None:
+        await self.store.release_lock(self.lock_name, self.owner)
+
+    def _report(self, state: RolloutState) -> None:
+        set_rollout = getattr(self.metrics, "set_rollout", None)
+        if callable(set_rollout):
+            weights = state.weights or split(self.spec, 0)
+            set_rollout(self.name, state.phase, weights)
+
+    async def query_figures(self, since: float, until: float) -> dict[str, QueryFigures]:
+        out: dict[str, QueryFigures] = {}
+        for m in self.spec.analysis.metrics:
+            q = self._queries.get(m.name)
+            if q is None or m.query is None:
+                continue
+            try:
+                canary = await q.query(
+                    render(m.query, self.spec.model, self.spec.canary, until - since)
+                )
+                primary = None
+                if m.relativeTo == "primary":
+                    primary = await q.query(
+                        render(m.query, self.spec.model, self.spec.primary, until - since)
+                    )
+                out[m.name] = QueryFigures(canary, primary)
+            except ModelRouterError as exc:
+                out[m.name] = QueryFigures(error=exc.message)
+        return out
+
+
+class _Step:
+    """One tick's work on one rollout: the transitions, each a small method."""
+
+    def __init__(self, c: RolloutController, state: RolloutState, version: int) -> None:
+        self.c = c
+        self.spec = c.spec
+        self.state = state
+        self.version = version
+        self.now = c.clock()
+
+    # -------------------------------------------------------------- persistence
+
+    async def save(
+        self,
+        state: RolloutState,
+        action: str,
+        reason: str,
+        *,
+        checks: tuple[CheckResult, ...] = (),
+        figures: Mapping[str, Any] | None = None,
+        hooks: list[HookResult] | None = None,
+        actor: str | None = None,
+        audit: bool = True,
+    ) -> None:
+        before = self.state
+        state = state.replace(message=reason, specHash=self.c._hash)
+        rec = await self.c.store.put_rollout(self.c.name, state.to_json(), self.version)
+        self.version, self.state = rec.version, state
+        self.c._report(state)
+        if not audit:
+            return
+        record = {
+            "kind": "rollout",
+            "actor": actor or self.c.actor,
+            "rollout": self.c.name,
+            "model": self.spec.model,
+            "rule": self.spec.rule,
+            "version": self.spec.canary,
+            "strategy": self.spec.strategy,
+            "action": action,
+            "phaseBefore": before.phase,
+            "phase": state.phase,
+            "weights": state.weights,
+            "failedChecks": state.failedChecks,
+            "iterations": state.iterations,
+            "reason": reason,
+            "checks": [c.to_json() for c in checks],
+            "figures": dict(figures or {}),
+            "webhooks": [h.to_json() for h in hooks or []],
+            "result": state.result,
+        }
+        await self.c.store.append_audit([record])
+        await self.event(state.phase, f"{action}: {reason}")
+
+    async def event(self, phase: str, message: str) -> None:
+        hooks = [h for h in self.spec.webhooks if h.type == "event"]
+        if hooks:
+            await self.c.webhooks.run(
+                hooks,
+                "event",
+                payload(self.c.name, self.spec.model, phase, "event", eventMessage=message),
+            )
+
+    async def hooks(self, kind: str) -> list[HookResult]:
+        body = payload(self.c.name, self.spec.model, self.state.phase, kind)
+        return await self.c.webhooks.run(self.spec.webhooks, kind, body)
+
+    async def set_weights(self, weights: dict[str, int], reason: str, mirror: bool = False) -> None:
+        """Write ``weights`` into the model's routing document (retried on a lost race)."""
+        for attempt in (1, 2, 3):
+            await self.c.routing.refresh()
+            record = self.c.routing.records.get(self.spec.model)
+            rules = self.c.routing.document(self.spec.model)["http"]
+            doc = {"http": weighted_rules(rules, self.spec, weights, mirror)}
+            try:
+                await self.c.routing.update(
+                    self.spec.model, doc, self.c.actor, reason, record.version if record else None
+                )
+                return
+            except Conflict:
+                if attempt == 3:
+                    raise
+
+    # -------------------------------------------------------------- phases
+
+    async def start(self) -> None:
+        """Initialized: confirm-rollout gate, pre-rollout hooks, the first weights."""
+        gate = await self.hooks("confirm-rollout")
+        if any(not h.ok for h in gate):
+            reason = "waiting for confirm-rollout approval"
+            if self.state.message != reason:
+                await self.save(self.state, "wait", reason, hooks=gate)
+            return
+        pre = await self.hooks("pre-rollout")
+        if any(not h.ok for h in pre):
+            await self.failed_hook(pre, "pre-rollout")
+            return
+        a = self.spec.analysis
+        first = {
+            "canary": a.steps()[0],
+            "abtest": a.weight,
+            "bandit": 50,
+            "bluegreen": 0,
+        }[self.spec.strategy]
+        weights = split(self.spec, first)
+        reason = f"start: {self.spec.canary} at weight {first}"
+        await self.set_weights(weights, reason, mirror=self.mirror(first))
+        state = self.state.replace(
+            phase="Progressing",
+            canaryWeight=first,
+            weights=weights,
+            startedAt=self.now,
+            lastCheck=self.now,
+            failedChecks=0,
+            iterations=0,
+            pValue=1.0,
+            result=None,
+        )
+        await self.save(state, "start", reason, hooks=[*gate, *pre])
+
+    def mirror(self, canary_weight: int) -> bool:
+        return (
+            self.spec.strategy == "bluegreen" and self.spec.analysis.mirror and canary_weight == 0
+        )
+
+    async def failed_hook(self, results: list[HookResult], kind: str) -> None:
+        n = self.state.failedChecks + 1
+        why = f"{kind} webhook failed ({n}/{self.spec.analysis.threshold})"
+        if n >= self.spec.analysis.threshold:
+            await self.rollback(why, hooks=results, failed=n)
+            return
+        state = self.state.replace(failedChecks=n, lastCheck=self.now)
+        await self.save(state, "hold", why, hooks=results)
+
+    async def analyse(self) -> None:
+        """Progressing: rollback hooks, then, once per interval, rollout hooks and the verdict."""
+        back = await self.hooks("rollback")
+        if any(h.ok for h in back):
+            await self.rollback("a rollback webhook asked for it", hooks=back)
+            return
+        last = self.state.lastCheck or self.now
+        if self.now - last < self.spec.analysis.interval - 1e-6:
+            return
+        hooks = await self.hooks("rollout")
+        if any(not h.ok for h in hooks):
+            await self.failed_hook(hooks, "rollout")
+            return
+        verdict = evaluate(self.spec, self.state, await self.observe(last), self.now, self.c.rng)
+        await self.apply(verdict, hooks)
+
+    async def observe(self, since: float) -> Observations:
+        w, s, now = self.c.windows, self.spec, self.now
+        primary, canary = await asyncio.gather(
+            w.window(s.model, s.primary, since, now), w.window(s.model, s.canary, since, now)
+        )
+        totals: tuple[VersionWindow | None, ...] = (None, None)
+        if s.strategy in ("abtest", "bandit"):
+            start = self.state.startedAt or since
+            totals = await asyncio.gather(
+                w.window(s.model, s.primary, start, now), w.window(s.model, s.canary, start, now)
+            )
+        queried = await self.c.query_figures(since, now)
+        return Observations(primary, canary, totals[0], totals[1], queried)
+
+    async def apply(self, v: Verdict, hooks: list[HookResult]) -> None:
+        kw: dict[str, Any] = {"checks": v.checks, "figures": v.figures, "hooks": hooks}
+        if v.action == "wait":
+            return
+        if v.action == "rollback":
+            await self.rollback(v.reason, state=v.state, **kw)
+        elif v.action == "promote":
+            await self.save(v.state.replace(phase="Promoting"), "promote", v.reason, **kw)
+            await self.promote(gate=True)
+        elif v.action == "conclude":
+            await self.set_weights(v.weights, v.reason)
+            await self.save(
+                v.state.replace(phase="Succeeded", weights=v.weights), "conclude", v.reason, **kw
+            )
+            await self.hooks("post-rollout")
+        elif v.action == "step":
+            await self.set_weights(v.weights, v.reason, mirror=self.mirror(v.state.canaryWeight))
+            await self.save(v.state, "step", v.reason, **kw)
+        else:
+            await self.save(v.state, "hold", v.reason, **kw)
+
+    async def promote(self, gate: bool, actor: str | None = None) -> None:
+        """Promoting: the confirm-promotion gate, then all traffic to the canary."""
+        results: list[HookResult] = []
+        if gate:
+            results = await self.hooks("confirm-promotion")
+            if any(not h.ok for h in results):
+                reason = "waiting for confirm-promotion approval"
+                if self.state.message != reason:
+                    await self.save(
+                        self.state.replace(phase="Promoting"), "wait", reason, hooks=results
+                    )
+                return
+        weights = {self.spec.primary: 0, self.spec.canary: 100}
+        reason = f"promoted: {self.spec.canary} takes all traffic of rule {self.spec.rule}"
+        await self.set_weights(weights, reason)
+        state = self.state.replace(phase="Succeeded", canaryWeight=100, weights=weights)
+        await self.save(state, "promoted", reason, hooks=results, actor=actor)
+        await self.alias()
+        await self.hooks("post-rollout")
+
+    async def alias(self) -> None:
+        alias = self.spec.promotion.mlflowAlias
+        if alias is None:
+            return
+        if self.c.alias_setter is None:
+            reason = f"promotion of the MLflow alias {alias!r} is not available in this gateway"
+            ok = False
+        else:
+            try:
+                await self.c.alias_setter(self.spec.model, self.spec.canary, alias)
+                reason, ok = f"MLflow alias {alias!r} now points at {self.spec.canary}", True
+            except ModelRouterError as exc:
+                reason, ok = f"MLflow alias {alias!r} not moved: {exc.message}", False
+        await self.c.store.append_audit(
+            [
+                {
+                    "kind": "rollout",
+                    "actor": self.c.actor,
+                    "rollout": self.c.name,
+                    "model": self.spec.model,
+                    "version": self.spec.canary,
+                    "action": "mlflow-alias",
+                    "ok": ok,
+                    "phase": self.state.phase,
+                    "reason": reason,
+                }
+            ]
+        )
+
+    async def rollback(
+        self,
+        reason: str,
+        *,
+        state: RolloutState | None = None,
+        failed: int | None = None,
+        phase: str = "RolledBack",
+        actor: str | None = None,
+        **kw: Any,
+    ) -> None:
+        weights = split(self.spec, 0)
+        await self.set_weights(weights, f"rollback: {reason}")
+        new = (state or self.state).replace(phase=phase, canaryWeight=0, weights=weights)
+        if failed is not None:
+            new = new.replace(failedChecks=failed)
+        await self.save(new, "rollback", reason, actor=actor, **kw)
+        await self.hooks("post-rollout")
+
+    # -------------------------------------------------------------- manual commands
+
+    async def command(self, command: Mapping[str, Any]) -> None:
+        action, actor = str(command.get("action")), str(command.get("actor") or "admin")
+        phase = self.state.phase
+        if phase in FINAL_PHASES:
+            await self.save(
+                self.state, action, f"{action} ignored: rollout already {phase}", actor=actor
+            )
+        elif action == "pause":
+            if phase == "Paused":
+                await self.save(self.state, "pause", "already paused", actor=actor)
+            else:
+                paused = self.state.replace(phase="Paused", pausedFrom=phase)
+                await self.save(paused, "pause", f"paused by {actor}", actor=actor)
+        elif action == "resume":
+            if phase != "Paused":
+                await self.save(self.state, "resume", f"not paused ({phase})", actor=actor)
+            else:
+                back = self.state.pausedFrom or "Progressing"
+                resumed = self.state.replace(phase=back, pausedFrom=None, lastCheck=self.now)
+                await self.save(resumed, "resume", f"resumed by {actor}", actor=actor)
+        elif action == "promote":
+            await self.promote(gate=False, actor=actor)
+        else:
+            await self.rollback(f"aborted by {actor}", actor=actor)
+
+
+class RolloutManager:
+    """Every rollout of the config, ticked in the background of a gateway."""
+
+    def __init__(self, controllers: Mapping[str, RolloutController], tick: float = 1.0) -> None:
+        self.controllers = dict(controllers)
+        self.tick_interval = tick
+        self._task: asyncio.Task[None] | None = None
+
+    def get(self, name: str) -> RolloutController:
+        c = self.controllers.get(name)
+        if c is None:
+            raise NotFound(f"rollout '{name}' not found")
+        return c
+
+    async def tick_all(self) -> None:
+        for c in self.controllers.values():
+            try:
+                await c.tick()
+            except Exception:
+                log.exception("rollout %s: the step failed; trying again at the next tick", c.name)
+
+    async def _loop(self) -> None:
+        while True:
+            await self.tick_all()
+            await asyncio.sleep(self.tick_interval)
+
+    def start(self) -> None:
+        if self.controllers and self._task is None:
+            self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for c in self.controllers.values():
+            with contextlib.suppress(Exception):
+                await c.release()
