@@ -9,8 +9,10 @@ callers on the event loop run them in a thread.
 MLflow resolves ``models:/`` and ``runs:/`` artifacts through its process-wide tracking and
 registry URIs, so the registry sets both to its tracking URI (a gateway talks to one tracking
 server). MLflow retries unreachable servers for minutes by default; unless the environment says
-otherwise, the registry lowers that to one quick retry (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=1``,
-``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=0.5``, ``MLFLOW_HTTP_REQUEST_TIMEOUT=20``): the alias
+otherwise, the registry turns off MLflow's usage telemetry (a gateway should not phone home;
+offline, its failing thread also races other threads on ``os.environ``) and lowers retries
+to one quick retry (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=1``,
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1``, ``MLFLOW_HTTP_REQUEST_TIMEOUT=20``): the alias
 watcher polls again anyway, and :func:`MlflowRegistry.set_alias` retries on its own.
 """
 
@@ -31,8 +33,9 @@ _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<ali
 _RUNS = re.compile(r"^runs:/(?P<run>[^/]+)/(?P<path>.+?)/?$")
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 _ENV_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 PROMOTED_TAG = "modelrouter.promoted"
