@@ -29,7 +29,9 @@ def cached_dir(target: Path, fill: Callable[[Path], None]) -> Path:
     try:
         fill(tmp)
         (tmp / COMPLETE).touch()
-        if target.exists():
+        if (target / COMPLETE).is_file():  # another process finished first
+            return target
+        if target.exists():  # a download that was interrupted
             shutil.rmtree(target, ignore_errors=True)
         try:
             os.replace(tmp, target)

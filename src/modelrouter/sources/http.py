@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -50,13 +51,16 @@ class HttpSource:
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = meta["last_modified"]
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{target.name}.{os.getpid()}.part"
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        os.close(fd)
+        tmp = Path(name)
         try:
             with (
                 httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client,
                 client.stream("GET", url, headers=headers) as response,
             ):
                 if response.status_code == 304 and target.is_file():
+                    tmp.unlink(missing_ok=True)
                     return target
                 _raise_for(url, response)
                 with tmp.open("wb") as out:
