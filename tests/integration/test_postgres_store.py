@@ -103,7 +103,14 @@ def test_tables_live_in_the_schema_of_the_url(pg_url: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
             (schema,),
         ).fetchall()
-    assert [r[0] for r in rows] == ["mr_audit", "mr_routing", "mr_state"]
+    assert [r[0] for r in rows] == [
+        "mr_audit",
+        "mr_lock",
+        "mr_metric",
+        "mr_rollout",
+        "mr_routing",
+        "mr_state",
+    ]
 
 
 def _tampered(pg_url: str, statements: list[str]) -> tuple[bool, int | None, str]:

@@ -232,3 +232,17 @@ def test_run_flushes_periodically_and_prunes() -> None:
         assert [(r.gateway, r.requests) for r in rows] == [("gw", 1)]
 
     run(main())
+
+
+def test_telemetry_settings_in_the_config() -> None:
+    from modelrouter.config.loader import parse_config
+    from modelrouter.errors import ConfigError
+
+    config = parse_config(
+        "server:\n  telemetry: {flushInterval: 500ms, window: 5m, gatewayId: gw-eu-1}\n"
+    )
+    t = config.server.telemetry
+    assert (t.flushInterval, t.window, t.retention, t.gatewayId) == (0.5, 300.0, 3600.0, "gw-eu-1")
+    assert parse_config("{}").server.telemetry.flushInterval == 2.0
+    with pytest.raises(ConfigError, match="flushInterval"):
+        parse_config("server:\n  telemetry: {flushInterval: 0s}\n")
