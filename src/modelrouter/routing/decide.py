@@ -94,27 +94,24 @@ def _value(ctx: RequestContext, source: str, key: Any) -> str | None:
     return body_value(ctx.body, key)
 
 
+_NO_FIELDS: dict[tuple[str, ...], str | None] = {}
+
+
+def fields_of(
+    body: Mapping[str, Any] | None, paths: tuple[tuple[str, ...], ...]
+) -> dict[tuple[str, ...], str | None]:
+    """The body fields a model's rules read, each extracted once per request (read-only)."""
+    return {p: body_value(body, p) for p in paths} if paths else _NO_FIELDS
+
+
 def decide(table: RoutingTable, model: str, ctx: RequestContext) -> Decision:
     routes = table.models.get(model)
     if routes is None:
         raise ModelNotFound(model)
-    body = ctx.body
-    fields = {p: body_value(body, p) for p in routes.body_paths} if routes.body_paths else {}
-    for rule in routes.rules:
-        # inlined: this loop is the hot path of a many-rule table
-        matched: tuple[str, ...] | None = ()
-        if rule.blocks:
-            matched = None
-            for checks, texts in rule.blocks:
-                for check in checks:
-                    if not check(ctx, fields):
-                        break
-                else:
-                    matched = texts
-                    break
-            if matched is None:
-                continue
-        assert matched is not None
+    hit = routes.match(ctx, fields_of(ctx.body, routes.body_paths)) if routes.rules else None
+    if hit is not None:
+        rule = routes.rules[hit[0]]
+        matched = rule.block_texts[hit[1]] if hit[1] >= 0 else ()
         key = None
         source = rule.sticky_source
         if source == "header":

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelrouter.config.schema import ModelSpec, RouteRule, StringMatch
+from modelrouter.config.schema import MatchBlock, ModelSpec, RouteRule, StringMatch
 
 if TYPE_CHECKING:
     from modelrouter.routing.decide import RequestContext
@@ -20,32 +20,9 @@ if TYPE_CHECKING:
 BUCKETS = 10_000
 """Sticky keys hash into this many buckets; a weight share maps to a range of them."""
 
-Matcher = Callable[[str], bool]
-Check = Callable[["RequestContext", dict[tuple[str, ...], str | None]], bool]
-"""A condition: the request, and the body fields its model's rules use (extracted once)."""
-
-
-def compile_matcher(m: StringMatch) -> Matcher:
-    if m.exact is not None:
-        return m.exact.__eq__
-    if m.prefix is not None:
-        return _startswith(m.prefix)
-    assert m.regex is not None
-    return _fullmatch(re.compile(m.regex))
-
-
-def _startswith(prefix: str) -> Matcher:
-    def match(value: str) -> bool:
-        return value.startswith(prefix)
-
-    return match
-
-
-def _fullmatch(pattern: re.Pattern[str]) -> Matcher:
-    def match(value: str) -> bool:
-        return pattern.fullmatch(value) is not None
-
-    return match
+MatchFn = Callable[["RequestContext", dict[tuple[str, ...], str | None]], tuple[int, int] | None]
+"""A model's whole rule chain: (request, body fields) -> (rule index, block index) of the first
+match (block -1: a rule without ``match``), or None."""
 
 
 def _describe(source: str, key: str, m: StringMatch) -> str:
@@ -54,27 +31,74 @@ def _describe(source: str, key: str, m: StringMatch) -> str:
     return f"{source} {key} {kind} {value!r}"
 
 
-def _check(source: str, key: str, m: StringMatch) -> Check:
-    """One closure per condition, specialised by where the value comes from and by the kind
-    of match: the hot loop of ``decide`` makes one call per condition."""
-    test = compile_matcher(m)
-    exact, prefix = m.exact, m.prefix
-    if source == "header":
-        if exact is not None:
-            return lambda ctx, f: ctx.headers.get(key) == exact
-        if prefix is not None:
-            return lambda ctx, f: (v := ctx.headers.get(key)) is not None and v.startswith(prefix)
-        return lambda ctx, f: (v := ctx.headers.get(key)) is not None and test(v)
-    if source == "without_header":
-        return lambda ctx, f: (v := ctx.headers.get(key)) is None or not test(v)
-    if source == "query":
-        return lambda ctx, f: (v := ctx.query.get(key)) is not None and test(v)
-    path = tuple(key.split("."))
-    if exact is not None:
-        return lambda ctx, f: f[path] == exact
-    if prefix is not None:
-        return lambda ctx, f: (v := f[path]) is not None and v.startswith(prefix)
-    return lambda ctx, f: (v := f[path]) is not None and test(v)
+def _path(key: str) -> tuple[str, ...]:
+    return tuple(key.split("."))
+
+
+class _MatchCompiler:
+    """Generates one Python function for a model's rule chain.
+
+    A chain of closures costs a call per condition (18 calls, ~8 µs, for ten rules of two
+    blocks); one generated function with the conditions inline costs a fraction of that. User
+    values never appear in the source: every key, value and compiled regex is a constant in
+    ``C`` referenced by index, so no rule can inject code.
+    """
+
+    def __init__(self) -> None:
+        self.consts: list[Any] = []
+
+    def const(self, value: Any) -> str:
+        self.consts.append(value)
+        return f"C[{len(self.consts) - 1}]"
+
+    def test(self, m: StringMatch) -> str:
+        """An expression true when the string ``x`` matches ``m``."""
+        if m.exact is not None:
+            return f"x == {self.const(m.exact)}"
+        if m.prefix is not None:
+            return f"x.startswith({self.const(m.prefix)})"
+        assert m.regex is not None
+        return f"{self.const(re.compile(m.regex).fullmatch)}(x) is not None"
+
+    def condition(self, source: str, m: StringMatch, negate: bool = False) -> str:
+        if negate:
+            return f"((x := {source}) is None or not ({self.test(m)}))"
+        if m.exact is not None:
+            return f"{source} == {self.const(m.exact)}"
+        return f"((x := {source}) is not None and {self.test(m)})"
+
+    def block(self, block: MatchBlock) -> str:
+        conds = [
+            self.condition(f"h.get({self.const(k.lower())})", m) for k, m in block.headers.items()
+        ]
+        conds += [
+            self.condition(f"h.get({self.const(k.lower())})", m, negate=True)
+            for k, m in block.withoutHeaders.items()
+        ]
+        conds += [
+            self.condition(f"q.get({self.const(k)})", m) for k, m in block.queryParams.items()
+        ]
+        conds += [self.condition(f"f[{self.const(_path(k))}]", m) for k, m in block.body.items()]
+        return " and ".join(conds) or "True"
+
+    def compile(self, rules: Sequence[RouteRule]) -> MatchFn:
+        lines = ["def match(ctx, f):", "    h = ctx.headers", "    q = ctx.query"]
+        for ri, rule in enumerate(rules):
+            if not rule.match:
+                lines.append(f"    return ({ri}, -1)")
+                break
+            for bi, block in enumerate(rule.match):
+                lines.append(f"    if {self.block(block)}:")
+                lines.append(f"        return ({ri}, {bi})")
+        lines.append("    return None")
+        namespace: dict[str, Any] = {"C": tuple(self.consts)}
+        exec(compile("\n".join(lines), "<modelrouter routing rules>", "exec"), namespace)
+        fn: MatchFn = namespace["match"]
+        return fn
+
+
+def compile_match(rules: Sequence[RouteRule]) -> MatchFn:
+    return _MatchCompiler().compile(rules)
 
 
 def body_value(body: Mapping[str, Any] | None, path: tuple[str, ...]) -> str | None:
@@ -104,16 +128,10 @@ def body_value(body: Mapping[str, Any] | None, path: tuple[str, ...]) -> str | N
 
 
 @dataclass(frozen=True, slots=True)
-class Condition:
-    check: Check
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class CompiledRule:
     name: str
-    blocks: tuple[tuple[tuple[Check, ...], tuple[str, ...]], ...]
-    """OR of blocks, each an AND of checks with their descriptions; empty: always matches."""
+    block_texts: tuple[tuple[str, ...], ...]
+    """The conditions of each ``match`` block, in words, for the decision's ``matched``."""
     destinations: tuple[str, ...]
     bounds: tuple[int, ...]
     """Cumulative upper bucket bound of each destination: v1 90, v2 10 -> (9000, 10000)."""
@@ -145,6 +163,7 @@ class ModelRoutes:
     default_version: str
     versions: frozenset[str]
     rules: tuple[CompiledRule, ...]
+    match: MatchFn
     body_paths: tuple[tuple[str, ...], ...] = ()
     """Every body field a condition reads, extracted once per request."""
 
@@ -155,27 +174,16 @@ class RoutingTable:
     models: Mapping[str, ModelRoutes]
 
 
-def _path(key: str) -> tuple[str, ...]:
-    return tuple(key.split("."))
-
-
 def compile_rule(model: str, rule: RouteRule) -> CompiledRule:
-    blocks = []
+    texts = []
     for block in rule.match:
-        conds: list[Condition] = []
-        for name, m in block.headers.items():
-            key = name.lower()
-            conds.append(Condition(_check("header", key, m), _describe("header", key, m)))
-        for name, m in block.withoutHeaders.items():
-            key = name.lower()
-            conds.append(
-                Condition(_check("without_header", key, m), "not " + _describe("header", key, m))
-            )
-        for name, m in block.queryParams.items():
-            conds.append(Condition(_check("query", name, m), _describe("query", name, m)))
-        for name, m in block.body.items():
-            conds.append(Condition(_check("body", name, m), _describe("body", name, m)))
-        blocks.append((tuple(c.check for c in conds), tuple(c.text for c in conds)))
+        text = [_describe("header", k.lower(), m) for k, m in block.headers.items()]
+        text += [
+            "not " + _describe("header", k.lower(), m) for k, m in block.withoutHeaders.items()
+        ]
+        text += [_describe("query", k, m) for k, m in block.queryParams.items()]
+        text += [_describe("body", k, m) for k, m in block.body.items()]
+        texts.append(tuple(text))
     weights = [d.weight if d.weight is not None else 100 for d in rule.route]
     total = sum(weights)
     bounds = []
@@ -203,7 +211,7 @@ def compile_rule(model: str, rule: RouteRule) -> CompiledRule:
     fault = rule.fault
     return CompiledRule(
         name=rule.name,
-        blocks=tuple(blocks),
+        block_texts=tuple(texts),
         destinations=tuple(d.destination for d in rule.route),
         bounds=tuple(bounds),
         weights={d.destination: w for d, w in zip(rule.route, weights, strict=True)},
@@ -234,6 +242,7 @@ def compile_model(model: str, spec: ModelSpec) -> ModelRoutes:
         default_version=spec.default_version,
         versions=frozenset(spec.versions),
         rules=tuple(compile_rule(model, r) for r in spec.http),
+        match=compile_match(spec.http),
         body_paths=tuple(sorted(paths)),
     )
 
