@@ -154,7 +154,7 @@ def merge(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recent:
     """A recent prediction of this gateway, for joining feedback before the audit record of
     its decision reached the store."""
