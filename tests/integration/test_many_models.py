@@ -12,6 +12,7 @@ import httpx
 import joblib
 import numpy as np
 import pytest
+import tritonclient.http
 from sklearn.linear_model import LinearRegression
 
 from modelrouter.app import build_services, create_app
@@ -93,4 +94,21 @@ def test_hundred_models_under_a_budget_of_ten(tmp_path: Path) -> None:
         index = client.get("/v2/repository/index").json()
         ready = [i for i in index if i["state"] == "READY"]
         assert 1 <= len(ready) <= FITS
+
+        # Triton's client drives the repository API (no admin token configured: open)
+        triton = tritonclient.http.InferenceServerClient(url.removeprefix("http://"))
+        try:
+            assert triton.is_model_ready("m3")
+            triton.unload_model("m3")
+            assert not triton.is_model_ready("m3")
+            body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 1], "data": [1]}]}
+            r = client.post("/v2/models/m3/infer", json=body)
+            assert r.status_code == 503
+            assert "unloaded through the repository API" in r.json()["error"]
+            triton.load_model("m3")
+            assert triton.is_model_ready("m3")
+            assert repo.entry("m3", "v1").state.value == "READY"
+            assert ask(client, 3) == pytest.approx(8.0)
+        finally:
+            triton.close()
     assert max_resident <= FITS
