@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,8 @@ from modelrouter.errors import (
 from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
 from modelrouter.routing.table import RoutingTable, compile_table
-from modelrouter.runtime.base import LocalRuntime
+from modelrouter.runtime.base import LocalRuntime, ModelRuntime
+from modelrouter.runtime.batcher import Batcher
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.telemetry.feedback import compact_prediction
@@ -93,6 +94,7 @@ class DataPlane:
         self.durable = config.server.audit.durable
         self.telemetry = telemetry
         self._defaults = {name: m.default_version for name, m in config.models.items()}
+        self._batching = {name: m.batcher for name, m in config.models.items() if m.batcher}
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -221,9 +223,10 @@ class DataPlane:
             for _ in range(decision.attempts):
                 try:
                     async with self.repository.use(decision.model, version) as runtime:
+                        call = self._infer_on(decision.model, runtime, request)
                         if per_try is None:
-                            return await runtime.infer(request), version
-                        return await asyncio.wait_for(runtime.infer(request), per_try), version
+                            return await call, version
+                        return await asyncio.wait_for(call, per_try), version
                 except (InvalidInput, NotFound):
                     raise  # the request is wrong: another try or version will not help
                 except TimeoutError:
@@ -309,6 +312,18 @@ class DataPlane:
             await self.audit.submit_durable(record)
         else:
             self.audit.submit(record)
+
+    def _infer_on(
+        self, model: str, runtime: ModelRuntime, request: InferenceRequest
+    ) -> Coroutine[Any, Any, list[Tensor]]:
+        """``runtime.infer``, through the model's batcher when it has one (in-process only)."""
+        spec = self._batching.get(model)
+        if spec is None or not isinstance(runtime, LocalRuntime):
+            return runtime.infer(request)
+        batcher = runtime.batcher
+        if batcher is None:
+            batcher = runtime.batcher = Batcher(runtime, spec)
+        return batcher.infer(request)
 
     async def call_version(
         self, model: str, version: str, request: InferenceRequest

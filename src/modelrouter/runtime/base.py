@@ -6,13 +6,16 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from modelrouter.config.schema import VersionSpec
 from modelrouter.errors import InferenceFailed, InvalidInput, ModelRouterError, UnknownOutput
 from modelrouter.protocol.types import InferenceRequest, ModelSignature, Tensor
+
+if TYPE_CHECKING:
+    from modelrouter.runtime.batcher import Batcher
 
 
 class ModelRuntime(ABC):
@@ -56,6 +59,8 @@ class LocalRuntime(ModelRuntime):
     """An in-process model whose ``predict`` is synchronous numpy in, numpy out."""
 
     default_outputs: tuple[str, ...] = ("predict",)
+    batcher: Batcher | None = None
+    """Set by the data plane when the model has a ``batcher``; lives as long as this runtime."""
     """Outputs returned when a request names none."""
 
     @abstractmethod
