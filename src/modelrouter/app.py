@@ -23,10 +23,12 @@ from modelrouter.api.feedback import FeedbackApi
 from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
+from modelrouter.api.rollouts import RolloutsApi
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
+from modelrouter.rollout.controller import RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
@@ -55,6 +57,7 @@ class Services:
     dataplane: DataPlane
     telemetry: Telemetry
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    rollouts: RolloutManager | None = None
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
@@ -76,7 +79,9 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         dataplane.call_version, server.shadow.maxQueue, server.shadow.workers, telemetry
     )
     dataplane.shadow = shadow
-    return Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
+    services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
+    services.rollouts = build_manager(config, store, routing, telemetry.windows, telemetry.metrics)
+    return services
 
 
 async def watch_config_file(services: Services, interval: float = 1.0) -> None:
@@ -169,9 +174,13 @@ async def running(services: Services) -> AsyncIterator[None]:
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
         await services.repository.load_all()
         services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
+        if services.rollouts is not None:
+            services.rollouts.start()
         try:
             yield
         finally:
+            if services.rollouts is not None:
+                await services.rollouts.stop()
             for t in services.tasks:
                 t.cancel()
             for t in services.tasks:
@@ -212,5 +221,10 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
             *repository_api.routes(),
             *MetricsApi(services.telemetry.metrics).routes(),
             *FeedbackApi(services.telemetry.feedback_service, token).routes(),
+            *(
+                RolloutsApi(services.rollouts, admin._authorize).routes()
+                if services.rollouts
+                else []
+            ),
         ],
     )

@@ -11,11 +11,13 @@ import yaml
 
 from modelrouter._version import __version__
 from modelrouter.cli_audit import audit
+from modelrouter.cli_rollout import rollout
 from modelrouter.config.loader import LoadedConfig, line_of, load_config
 from modelrouter.errors import ConfigError, ModelRouterError
 from modelrouter.runtime.custom import import_object
 from modelrouter.runtime.registry import runtime_class
 from modelrouter.sources import Sources
+from modelrouter.traffic import traffic
 
 
 def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
@@ -132,6 +134,8 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
 
 
 main.add_command(audit)
+main.add_command(rollout)
+main.add_command(traffic)
 
 
 if __name__ == "__main__":  # pragma: no cover

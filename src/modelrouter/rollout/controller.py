@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from modelrouter.config.rollouts import RolloutSpec
+from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelRouterError, NotFound
 from modelrouter.rollout.analysis import (
     FINAL_PHASES,
@@ -574,3 +575,33 @@ class RolloutManager:
         for c in self.controllers.values():
             with contextlib.suppress(Exception):
                 await c.release()
+
+
+def build_manager(
+    config: Config,
+    store: Store,
+    routing: RoutingState,
+    windows: WindowSource,
+    metrics: object | None = None,
+    alias_setter: AliasSetter | None = None,
+) -> RolloutManager:
+    """A controller for every rollout of ``config``; they tick at a quarter of the shortest
+    interval (at most every second)."""
+    prometheus = config.server.prometheus.url if config.server.prometheus else None
+    owner = default_owner()
+    controllers = {
+        name: RolloutController(
+            name,
+            spec,
+            store,
+            routing,
+            windows,
+            owner=owner,
+            prometheus_url=prometheus,
+            metrics=metrics,
+            alias_setter=alias_setter,
+        )
+        for name, spec in config.rollouts.items()
+    }
+    shortest = min((s.analysis.interval for s in config.rollouts.values()), default=4.0)
+    return RolloutManager(controllers, tick=max(0.05, min(1.0, shortest / 4)))
