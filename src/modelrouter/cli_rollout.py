@@ -62,7 +62,7 @@ def describe_step(h: dict[str, Any]) -> str:
 @click.option("--token", envvar="MODELROUTER_ADMIN_TOKEN", help="Admin token (or the env var).")
 @click.pass_context
 def rollout(ctx: click.Context, url: str, token: str | None) -> None:
-    """Watch and steer rollouts (canary, abtest, bluegreen, bandit)."""
+    """Watch and steer rollouts."""
     ctx.obj = {"url": url, "token": token}
 
 

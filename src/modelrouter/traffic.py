@@ -162,7 +162,9 @@ def traffic(
     generator: Path,
     seed: int,
 ) -> None:
-    """Send requests (with x-user-id) and simulated feedback to a gateway."""
+    """Send requests and simulated feedback.
+
+    Requests carry an x-user-id; feedback gives the ground truth of each row."""
     try:
         data = load_generator(generator)
     except ConfigError as exc:
