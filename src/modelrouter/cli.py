@@ -104,8 +104,9 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
     """Serve the models of CONFIG over HTTP.
 
     KServe v1 (/v1/models/NAME:predict) and Open Inference Protocol v2 REST
-    (/v2/models/NAME/infer). Every version loads before the server answers; a version that
-    fails to load is reported not ready and the others serve.
+    (/v2/models/NAME/infer). Every version loads before the server answers (or on its first
+    request with server.lazyLoading); a version that fails to load is reported not ready and
+    the others serve.
     """
     import uvicorn
 

@@ -65,7 +65,7 @@ class StaticTable:
     table: RoutingTable
 
 
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "model_repository")
 
 
 @dataclass(slots=True)
