@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus
 
 # The admin API needs a bearer token; the example uses this one unless you export your own.
 MODELROUTER_ADMIN_TOKEN ?= dev-token
@@ -29,12 +29,22 @@ typecheck: $(STAMP)
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@command -v prometheus >/dev/null || $(MAKE) prometheus
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 models: $(EXAMPLE_MODELS)
+
+# The Prometheus server the PromQL rollout checks are tested against (Debian package; root).
+prometheus:
+	command -v prometheus >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# Requests and simulated feedback for `make serve`, so its rollout has something to judge.
+traffic: $(STAMP) $(EXAMPLE_MODELS)
+	$(BIN)/modelrouter traffic --url http://127.0.0.1:8080 --rate 20 --rows 8
 
 $(EXAMPLE_MODELS): examples/build_models.py $(STAMP)
 	$(BIN)/python examples/build_models.py
