@@ -32,6 +32,7 @@ from modelrouter.rollout.controller import RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
+from modelrouter.shadow_process import ProcessShadows
 from modelrouter.store import Store, open_store
 from modelrouter.telemetry.service import Telemetry
 
@@ -79,6 +80,8 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         dataplane.call_version, server.shadow.maxQueue, server.shadow.workers, telemetry
     )
     dataplane.shadow = shadow
+    if server.shadow.executor == "process":
+        dataplane.shadow_processes = ProcessShadows(loaded.base_dir)
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
     services.rollouts = build_manager(config, store, routing, telemetry.windows, telemetry.metrics)
     return services
@@ -193,6 +196,8 @@ async def running(services: Services) -> AsyncIterator[None]:
                 log.warning("telemetry: last flush failed: %s", exc)
             await watch.stop()
             await services.shadow.close()
+            if services.dataplane.shadow_processes is not None:
+                services.dataplane.shadow_processes.close()
             await services.audit.close()
             await services.repository.close()
     finally:

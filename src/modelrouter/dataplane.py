@@ -29,6 +29,7 @@ from modelrouter.runtime.base import LocalRuntime, ModelRuntime
 from modelrouter.runtime.batcher import Batcher
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
+from modelrouter.shadow_process import ProcessShadows
 from modelrouter.telemetry.feedback import compact_prediction
 
 
@@ -93,6 +94,7 @@ class DataPlane:
         self.audit = audit if config.server.audit.enabled else None
         self.durable = config.server.audit.durable
         self.telemetry = telemetry
+        self.shadow_processes: ProcessShadows | None = None
         self._defaults = {name: m.default_version for name, m in config.models.items()}
         self._batching = {name: m.batcher for name, m in config.models.items() if m.batcher}
 
@@ -330,9 +332,12 @@ class DataPlane:
     ) -> list[Tensor]:
         """One version, directly: how shadow copies reach their version.
 
-        An in-process model predicts in a worker thread whatever its ``executor``: a shadow
-        must never hold the event loop that serves the primaries."""
+        An in-process model predicts in the shadow worker process (``server.shadow.executor:
+        process``) or a worker thread, whatever its ``executor``: a shadow must never hold the
+        event loop that serves the primaries."""
         async with self.repository.use(model, version) as runtime:
             if isinstance(runtime, LocalRuntime):
+                if self.shadow_processes is not None and self.shadow_processes.accepts(runtime):
+                    return await self.shadow_processes.run(runtime, request)
                 return await asyncio.to_thread(runtime.run, request)
             return await runtime.infer(request)

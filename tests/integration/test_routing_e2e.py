@@ -97,7 +97,7 @@ server:
   storePollInterval: 0.2
   auth: {{adminTokenEnv: {TOKEN_ENV}}}
   audit: {{flushInterval: 10ms}}
-  shadow: {{maxQueue: 1000, workers: 2}}
+  shadow: {{maxQueue: 1000, workers: 2, executor: thread}}  # tests count calls in-process
 models:
   churn:
     versions:
@@ -635,7 +635,7 @@ def test_a_full_shadow_queue_drops_and_counts(tmp_path: Path) -> None:
 server:
   store: sqlite:///./s.db
   auth: {{adminTokenEnv: {TOKEN_ENV}}}
-  shadow: {{maxQueue: 1, workers: 1}}
+  shadow: {{maxQueue: 1, workers: 1, executor: thread}}
   watchConfig: false
 models:
   m:

@@ -99,6 +99,10 @@ class ShadowSettings(Strict):
     maxQueue: int = Field(1000, ge=1)
     """Mirrored calls waiting to run; beyond this they are dropped and counted."""
     workers: int = Field(2, ge=1)
+    executor: Literal["process", "thread"] = "process"
+    """Where shadow copies of in-process models predict: a worker process (another core; the
+    primary's throughput is kept) or a thread of the gateway (no second copy of the model in
+    memory, but it competes with the primaries for the interpreter)."""
 
 
 class MlflowSettings(Strict):
