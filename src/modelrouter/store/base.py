@@ -448,6 +448,55 @@ def prune_record(
     }
 
 
+def audit_select(
+    table: str,
+    placeholder: str,
+    model: str | None,
+    version: str | None,
+    rule: str | None,
+    kind: str | None,
+    request_id: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+    order: Order,
+    after_seq: int | None,
+) -> tuple[str, list[Any]]:
+    """The SQL query and parameters of :meth:`Store.query_audit`, for a driver whose
+    parameter placeholder is ``placeholder`` (``?`` for SQLite, ``%s`` for psycopg)."""
+    check_query(limit, order)
+    p = placeholder
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("model", model),
+        ("version", version),
+        ("rule", rule),
+        ("kind", kind),
+        ("request_id", request_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = {p}")
+            params.append(value)
+    if since is not None:
+        clauses.append(f"time >= {p}")
+        params.append(since)
+    if until is not None:
+        clauses.append(f"time <= {p}")
+        params.append(until)
+    if after_seq is not None:
+        clauses.append(f"seq > {p}" if order == "asc" else f"seq < {p}")
+        params.append(after_seq)
+    query = f"SELECT record, prev_hash, hash FROM {table}"
+    if clauses:
+        query += " WHERE " + " AND ".join(clauses)
+    query += f" ORDER BY seq {order.upper()}"
+    if limit is not None:
+        query += f" LIMIT {p}"
+        params.append(limit)
+    return query, params
+
+
 def check_query(limit: int | None, order: str) -> None:
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order must be 'asc' or 'desc', not {order!r}")

@@ -38,11 +38,11 @@ from modelrouter.store.base import (
     RoutingRecord,
     Store,
     Watch,
+    audit_select,
     change_record,
     check_expected,
     check_metric_rows,
     check_prune,
-    check_query,
     check_rollout_expected,
     index_columns,
     normalize_document,
@@ -425,35 +425,20 @@ class PostgresStore(Store):
         order: Order = "desc",
         after_seq: int | None = None,
     ) -> list[dict[str, Any]]:
-        check_query(limit, order)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("model", model),
-            ("version", version),
-            ("rule", rule),
-            ("kind", kind),
-            ("request_id", request_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        if since is not None:
-            clauses.append("time >= %s")
-            params.append(since)
-        if until is not None:
-            clauses.append("time <= %s")
-            params.append(until)
-        if after_seq is not None:
-            clauses.append("seq > %s" if order == "asc" else "seq < %s")
-            params.append(after_seq)
-        query = f"SELECT record, prev_hash, hash FROM {self._t_audit}"
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
-        query += f" ORDER BY seq {order.upper()}"
-        if limit is not None:
-            query += " LIMIT %s"
-            params.append(limit)
+        query, params = audit_select(
+            self._t_audit,
+            "%s",
+            model,
+            version,
+            rule,
+            kind,
+            request_id,
+            since,
+            until,
+            limit,
+            order,
+            after_seq,
+        )
 
         async def read(conn: Conn) -> list[dict[str, Any]]:
             cur = await conn.execute(query, params)

@@ -34,11 +34,11 @@ from modelrouter.store.base import (
     RoutingRecord,
     Store,
     Watch,
+    audit_select,
     change_record,
     check_expected,
     check_metric_rows,
     check_prune,
-    check_query,
     check_rollout_expected,
     index_columns,
     normalize_document,
@@ -346,35 +346,20 @@ class SQLiteStore(Store):
         order: Order = "desc",
         after_seq: int | None = None,
     ) -> list[dict[str, Any]]:
-        check_query(limit, order)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("model", model),
-            ("version", version),
-            ("rule", rule),
-            ("kind", kind),
-            ("request_id", request_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            clauses.append("time >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("time <= ?")
-            params.append(until)
-        if after_seq is not None:
-            clauses.append("seq > ?" if order == "asc" else "seq < ?")
-            params.append(after_seq)
-        query = "SELECT record, prev_hash, hash FROM mr_audit"
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
-        query += f" ORDER BY seq {order.upper()}"
-        if limit is not None:
-            query += " LIMIT ?"
-            params.append(limit)
+        query, params = audit_select(
+            "mr_audit",
+            "?",
+            model,
+            version,
+            rule,
+            kind,
+            request_id,
+            since,
+            until,
+            limit,
+            order,
+            after_seq,
+        )
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [unseal(*row) for row in conn.execute(query, params)]
