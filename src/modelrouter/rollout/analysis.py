@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -28,15 +28,7 @@ from modelrouter.telemetry.window import VersionWindow
 Phase = Literal[
     "Initialized", "Progressing", "Paused", "Promoting", "Succeeded", "RolledBack", "Failed"
 ]
-PHASES: tuple[str, ...] = (
-    "Initialized",
-    "Progressing",
-    "Paused",
-    "Promoting",
-    "Succeeded",
-    "RolledBack",
-    "Failed",
-)
+PHASES: tuple[str, ...] = get_args(Phase)
 FINAL_PHASES = frozenset({"Succeeded", "RolledBack", "Failed"})
 
 Action = Literal["wait", "hold", "step", "promote", "rollback", "conclude"]

@@ -19,6 +19,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from modelrouter.rollout.analysis import PHASES
+
 PREFIX = "modelrouter_"
 
 # Names as exposed (counters get ``_total`` from prometheus_client; listed here in full).
@@ -75,15 +77,7 @@ LATENCY_BUCKETS = (
 """Seconds. Finer at the low end than Prometheus's default: in-process models answer in
 well under 5 ms."""
 
-ROLLOUT_PHASES = (
-    "Initialized",
-    "Progressing",
-    "Paused",
-    "Promoting",
-    "Succeeded",
-    "RolledBack",
-    "Failed",
-)
+ROLLOUT_PHASES = PHASES
 """The phases :data:`ROLLOUT_PHASE` always reports (1 for the current one, 0 for the others)."""
 
 MODEL_STATES = ("UNLOADED", "LOADING", "READY", "FAILED")
