@@ -26,13 +26,15 @@ from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
+from modelrouter.config.schema import Config
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
-from modelrouter.rollout.controller import RolloutManager, build_manager
+from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import ProcessShadows
+from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
 from modelrouter.telemetry.service import Telemetry
 
@@ -83,8 +85,39 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     if server.shadow.executor == "process":
         dataplane.shadow_processes = ProcessShadows(loaded.base_dir)
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
-    services.rollouts = build_manager(config, store, routing, telemetry.windows, telemetry.metrics)
+    services.rollouts = build_manager(
+        config,
+        store,
+        routing,
+        telemetry.windows,
+        telemetry.metrics,
+        alias_setter=mlflow_alias_setter(config, repository),
+    )
     return services
+
+
+def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSetter:
+    """How a rollout's ``promotion: {mlflowAlias: NAME}`` moves the alias: to the registered
+    version the promoted version was loaded from (``models:/name/N`` or ``models:/name@a``),
+    with the registry's retries; failures are the rollout's to report, never a crash."""
+
+    async def set_alias(model: str, version: str, alias: str) -> None:
+        uri = config.models[model].versions[version].storageUri or ""
+        if not is_mlflow_uri(uri):
+            raise ConfigError(
+                f"version '{version}' of model '{model}' is not from the MLflow registry "
+                f"(storageUri {uri!r})"
+            )
+        target = parse_mlflow_uri(uri)
+        if target.name is None:
+            raise ConfigError(f"{uri!r} is a run, not a registered model: no alias to move")
+        registry = repository.sources.mlflow()
+        resolved = await asyncio.to_thread(registry.resolve, target)
+        if resolved.version is None:
+            raise ConfigError(f"{uri!r} resolves to no registered version")
+        await asyncio.to_thread(registry.set_alias, target.name, alias, resolved.version)
+
+    return set_alias
 
 
 async def watch_config_file(services: Services, interval: float = 1.0) -> None:

@@ -366,3 +366,61 @@ def test_env_tracking_uri(registry: Registry, monkeypatch: pytest.MonkeyPatch) -
     assert (fetched.path / "MLmodel").is_file()
     assert fetched.mlflow_version == "1"
     assert fetched.size > 0
+
+
+def test_promotion_moves_the_mlflow_alias(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollout with ``promotion: {mlflowAlias: prod}`` points ``churn@prod`` at the
+    registered version of the canary when it promotes, and audits it."""
+    MlflowRegistry(registry.uri, tmp_path / "setup-cache").set_alias("churn", "prod", "1")
+    monkeypatch.setenv("MODELROUTER_ADMIN_TOKEN", TOKEN)
+    text = f"""
+server:
+  store: sqlite:///{tmp_path / "gateway.db"}
+  cacheDir: {tmp_path / "cache"}
+  mlflow: {{trackingUri: "{registry.uri}", pollInterval: 200ms}}
+  watchConfig: false
+models:
+  churn:
+    versions:
+      prod: {{storageUri: "models:/churn@prod"}}
+      next: {{storageUri: "models:/churn/2"}}
+    http:
+      - name: default
+        route: [{{destination: prod, weight: 100}}, {{destination: next, weight: 0}}]
+rollouts:
+  promote-next:
+    model: churn
+    rule: default
+    primary: prod
+    canary: next
+    strategy: canary
+    analysis: {{interval: 1h, threshold: 1, stepWeights: [50]}}
+    promotion: {{mlflowAlias: prod}}
+"""
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    app = create_app(loaded_from_yaml(text, tmp_path))
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        r = client.post("/api/v1/rollouts/promote-next/promote", headers=auth)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = client.get("/api/v1/rollouts/promote-next", headers=auth).json()
+            if status["phase"] == "Succeeded":
+                break
+            time.sleep(0.1)
+        assert status["phase"] == "Succeeded", status
+    alias = MlflowClient(registry.uri).get_model_version_by_alias("churn", "prod")
+    assert alias.version == "2"
+
+    async def audit() -> list[dict[str, Any]]:
+        store = open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
+        await store.open()
+        try:
+            return await store.query_audit(kind="rollout", limit=None, order="asc")
+        finally:
+            await store.close()
+
+    moves = [r for r in asyncio.run(audit()) if r.get("action") == "mlflow-alias"]
+    assert [(m["ok"], m["version"]) for m in moves] == [(True, "next")], moves
