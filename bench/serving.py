@@ -74,9 +74,10 @@ MLSERVER_VERSION = "1.7.1"
 UVLOOP_FOR_MLSERVER = "0.21.0"
 """MLServer 1.7.1 fails to start with uvloop 0.22 or newer (see shared/PERFORMANCE.md)."""
 
-SERVERS = ("modelrouter", "mlserver", "mlserver-w0", "bare")
+SERVERS = ("modelrouter", "modelrouter-batch", "mlserver", "mlserver-w0", "bare")
 LABELS = {
     "modelrouter": "modelrouter",
+    "modelrouter-batch": "modelrouter + batcher",
     "mlserver": "MLServer (defaults)",
     "mlserver-w0": "MLServer (parallel_workers: 0)",
     "bare": "bare Starlette+orjson",
@@ -86,6 +87,8 @@ LABELS = {
 MIN_VS_MLSERVER = 1.5
 MIN_VS_BARE = 0.7
 MAX_P50_ABOVE_BARE_MS = 1.0
+MIN_BATCHING_GAIN = 2.0
+"""DESIGN section 8: batching gives several times the throughput under concurrency."""
 
 
 # ----------------------------------------------------------------------------- the model
@@ -151,8 +154,11 @@ def ready_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/ready"
 
 
-def modelrouter_server(work: Path, model: Model, port: int) -> ServerProcess:
-    folder = work / "modelrouter"
+def modelrouter_server(
+    work: Path, model: Model, port: int, name: str = "modelrouter", extra: str = ""
+) -> ServerProcess:
+    """modelrouter with its defaults; ``extra`` adds lines under the model (a batcher)."""
+    folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "modelrouter.yaml"
     config.write_text(
@@ -163,11 +169,11 @@ def modelrouter_server(work: Path, model: Model, port: int) -> ServerProcess:
         "models:\n"
         f"  {MODEL_NAME}:\n"
         "    versions:\n"
-        f"      v1: {{storageUri: {model.file.parent}, modelFormat: sklearn}}\n"
+        f"      v1: {{storageUri: {model.file.parent}, modelFormat: sklearn}}\n" + extra
     )
     argv = [str(VENV_BIN / "modelrouter"), "serve", str(config), "--port", str(port)]
     argv += ["--log-level", "warning"]
-    return ServerProcess("modelrouter", argv, folder / "server.log", ready_url(port), cwd=folder)
+    return ServerProcess(name, argv, folder / "server.log", ready_url(port), cwd=folder)
 
 
 def mlserver_requirements() -> list[str]:
@@ -307,6 +313,16 @@ def targets(cells: dict[tuple[str, int], LoadResult], conc: Sequence[int]) -> li
                 MIN_VS_BARE,
             )
         )
+    high = max(conc)
+    if ("modelrouter-batch", high) in cells:
+        out.append(
+            Target(
+                f"modelrouter + batcher / modelrouter req/s, c={high}",
+                ratio(rps("modelrouter-batch", high), rps("modelrouter", high)),
+                ">=",
+                MIN_BATCHING_GAIN,
+            )
+        )
     low = min(conc)
     mr, bare = cells.get(("modelrouter", low)), cells.get(("bare", low))
     diff = mr.p50_ms - bare.p50_ms if mr and bare else math.nan
@@ -416,6 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     builders = {
         "modelrouter": lambda: modelrouter_server(work, model, free_ports(1)[0]),
+        "modelrouter-batch": lambda: modelrouter_server(
+            work,
+            model,
+            free_ports(1)[0],
+            "modelrouter-batch",
+            "    batcher: {maxBatchSize: 32, maxLatency: 2ms}\n",
+        ),
         "mlserver": lambda: mlserver_server(work, model, mlserver_bin, "mlserver", {}),
         "mlserver-w0": lambda: mlserver_server(
             work, model, mlserver_bin, "mlserver-w0", {"parallel_workers": 0}
