@@ -8,9 +8,9 @@ CONFIG ?= examples/churn/modelrouter.yaml
 
 .PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus
 
-# The admin API needs a bearer token; the example uses this one unless you export your own.
-MODELROUTER_ADMIN_TOKEN ?= dev-token
-export MODELROUTER_ADMIN_TOKEN
+# The admin API needs a bearer token; the example uses this one unless you export your own
+# (only for the example's targets: the tests set their own).
+serve traffic: export MODELROUTER_ADMIN_TOKEN ?= dev-token
 
 serve: $(STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
