@@ -90,6 +90,14 @@ def test_hundred_models_under_a_budget_of_ten(tmp_path: Path) -> None:
         assert repo.stats.evictions > N_MODELS - FITS
         assert repo.stats.load_failures == 0
 
+        # the same figures in Prometheus
+        metrics = client.get("/metrics").text
+        assert (
+            f'modelrouter_repository_events_total{{event="evictions"}} {repo.stats.evictions}.0'
+            in metrics
+        )
+        assert f"modelrouter_resident_versions {len(repo.resident())}.0" in metrics
+
         # the index shows what is resident
         index = client.get("/v2/repository/index").json()
         ready = [i for i in index if i["state"] == "READY"]

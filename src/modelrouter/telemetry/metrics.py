@@ -11,11 +11,11 @@ dict lookups, one counter increment and one histogram observation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -36,6 +36,9 @@ FEEDBACK = "modelrouter_feedback_total"
 FEEDBACK_ABS_ERROR = "modelrouter_feedback_abs_error_total"
 FEEDBACK_REWARD = "modelrouter_feedback_reward_total"
 MODEL_STATE = "modelrouter_model_state"
+REPOSITORY_EVENTS = "modelrouter_repository_events_total"
+RESIDENT_VERSIONS = "modelrouter_resident_versions"
+RESIDENT_BYTES = "modelrouter_resident_bytes"
 ROLLOUT_PHASE = "modelrouter_rollout_phase"
 ROLLOUT_WEIGHT = "modelrouter_rollout_weight"
 TELEMETRY_FLUSH_FAILURES = "modelrouter_telemetry_flush_failures_total"
@@ -106,6 +109,11 @@ class RepositoryView(Protocol):
     @property
     def models(self) -> Mapping[str, Mapping[str, _EntryLike]]: ...
 
+    @property
+    def stats(self) -> Any: ...
+
+    def resident(self) -> Sequence[Any]: ...
+
 
 class ModelStateCollector(Collector):
     """``modelrouter_model_state{model,version,state}``: 1 for the state each version is in,
@@ -127,6 +135,32 @@ class ModelStateCollector(Collector):
                 for state in states:
                     family.add_metric([model, version, state], 1.0 if state == current else 0.0)
         yield family
+        events = CounterMetricFamily(
+            REPOSITORY_EVENTS,
+            "Model repository events: loads, load failures, LRU evictions under the memory "
+            "budget, unloads, MLflow alias moves, loads over budget",
+            labels=["event"],
+        )
+        stats = self.repository.stats
+        for event in (
+            "loads",
+            "load_failures",
+            "evictions",
+            "unloads",
+            "alias_moves",
+            "over_budget",
+        ):
+            events.add_metric([event], float(getattr(stats, event)))
+        yield events
+        resident = self.repository.resident()
+        yield GaugeMetricFamily(
+            RESIDENT_VERSIONS, "Versions holding memory (loaded or loading)", len(resident)
+        )
+        yield GaugeMetricFamily(
+            RESIDENT_BYTES,
+            "Bytes charged to the memory budget by resident versions (artifact sizes)",
+            float(sum(getattr(e, "size", 0) or 0 for e in resident)),
+        )
 
     def describe(self) -> Iterable[Metric]:
         return []
