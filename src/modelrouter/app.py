@@ -260,7 +260,7 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
             *MetricsApi(services.telemetry.metrics).routes(),
             *FeedbackApi(services.telemetry.feedback_service, token).routes(),
             *(
-                RolloutsApi(services.rollouts, admin._authorize).routes()
+                RolloutsApi(services.rollouts, admin.authorize).routes()
                 if services.rollouts
                 else []
             ),

@@ -6,7 +6,6 @@ audited there); the audit log is queried and a decision explained in words.
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
 from modelrouter.audit.explain import explain
 from modelrouter.config.durations import parse_time
@@ -35,22 +35,14 @@ class AdminApi:
         self.store = store
         self.token = token
 
-    def _authorize(self, request: Request) -> str:
+    def authorize(self, request: Request) -> str:
         """The actor making the call; 401 without the right bearer token."""
         if not self.token:
             raise Unauthorized(
                 "the admin API is disabled: set the token in the environment variable named by "
                 "server.auth.adminTokenEnv (default MODELROUTER_ADMIN_TOKEN)"
             )
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        # compared as bytes: compare_digest refuses non-ASCII str (a 500 for a stray byte);
-        # header values arrive decoded as latin-1, so encoding back gives the bytes sent
-        expected = self.token.encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("latin-1"), expected
-        ):
-            raise Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
+        check_token(request, self.token, "missing or invalid bearer token")
         return request.headers.get("x-actor") or "admin"
 
     async def _json(self, request: Request) -> dict[str, Any]:
@@ -62,7 +54,7 @@ class AdminApi:
     # ------------------------------------------------------------------ models
 
     async def models(self, request: Request) -> Response:
-        self._authorize(request)
+        self.authorize(request)
         out = []
         for name, versions in self.dp.repository.models.items():
             doc = self.routing.document(name)
@@ -85,11 +77,11 @@ class AdminApi:
         return json_response({"models": out, "tableVersion": self.routing.table.version})
 
     async def get_routing(self, request: Request) -> Response:
-        self._authorize(request)
+        self.authorize(request)
         return json_response(self.routing.document(request.path_params["name"]))
 
     async def put_routing(self, request: Request) -> Response:
-        actor = self._authorize(request)
+        actor = self.authorize(request)
         model = request.path_params["name"]
         body = await self._json(request)
         reason = body.pop("reason", "")
@@ -108,7 +100,7 @@ class AdminApi:
         return await self._load_or_unload(request, load=False)
 
     async def _load_or_unload(self, request: Request, load: bool) -> Response:
-        actor = self._authorize(request)
+        actor = self.authorize(request)
         p = request.path_params
         repo = self.dp.repository
         before = repo.entry(p["name"], p["version"]).state.value
@@ -132,7 +124,7 @@ class AdminApi:
         )
 
     async def shadow(self, request: Request) -> Response:
-        self._authorize(request)
+        self.authorize(request)
         model = request.path_params["name"]
         self.dp.repository.versions(model)
         shadow = self.dp.shadow
@@ -142,7 +134,7 @@ class AdminApi:
     # ------------------------------------------------------------------ audit
 
     async def audit(self, request: Request) -> Response:
-        self._authorize(request)
+        self.authorize(request)
         q = request.query_params
         allowed = {
             "model",
@@ -184,7 +176,7 @@ class AdminApi:
         return json_response({"records": records})
 
     async def decision(self, request: Request) -> Response:
-        self._authorize(request)
+        self.authorize(request)
         rid = request.path_params["request_id"]
         record = await self.store.get_decision(rid)
         if record is None:
@@ -192,7 +184,7 @@ class AdminApi:
         return json_response({"record": record, "explanation": explain(record)})
 
     async def verify(self, request: Request) -> Response:
-        self._authorize(request)
+        self.authorize(request)
         result = await self.store.verify_audit()
         return json_response(
             {

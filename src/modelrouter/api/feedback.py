@@ -9,14 +9,12 @@ request already has feedback.
 
 from __future__ import annotations
 
-import hmac
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
-from modelrouter.errors import Unauthorized
 from modelrouter.protocol.v2 import loads
 from modelrouter.telemetry.feedback import FeedbackService
 
@@ -28,18 +26,8 @@ class FeedbackApi:
         self.service = service
         self.token = token
 
-    def _authorize(self, request: Request) -> None:
-        if not self.token:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        expected = self.token.encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("latin-1"), expected
-        ):
-            raise Unauthorized("feedback needs the admin token (Authorization: Bearer <token>)")
-
     async def post(self, request: Request) -> Response:
-        self._authorize(request)
+        check_token(request, self.token, "feedback needs the admin token")
         doc = loads(await read_body(request, MAX_FEEDBACK_BODY))
         actor = request.headers.get("x-actor") or "feedback-api"
         result = await self.service.submit(doc, actor)

@@ -16,7 +16,6 @@ here, even when loading is lazy.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -24,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
-from modelrouter.errors import InvalidInput, ModelNotReady, Unauthorized
+from modelrouter.errors import InvalidInput, ModelNotReady
 from modelrouter.runtime.repository import ModelRepository, VersionEntry
 from modelrouter.store.base import Store
 
@@ -39,16 +39,8 @@ class RepositoryApi:
         self.token = token
 
     def _authorize(self, request: Request) -> str:
-        actor = request.headers.get("x-actor") or "repository-api"
-        if not self.token:
-            return actor
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
-            raise Unauthorized(
-                "the repository API needs the admin token (Authorization: Bearer <token>)"
-            )
-        return actor
+        check_token(request, self.token, "the repository API needs the admin token")
+        return request.headers.get("x-actor") or "repository-api"
 
     async def _check_body(self, request: Request) -> None:
         body = await read_body(request, MAX_BODY)

@@ -155,8 +155,8 @@ class SQLiteStore(Store):
         if self._conn is not None:
             return
         async with self._open_lock:
-            if self._conn is not None:
-                return
+            if self._conn is not None:  # another task opened it while we waited
+                return  # type: ignore[unreachable]  # mypy cannot see the await above
             if self._closed:
                 raise StoreError(f"store {self.url} is closed")
             if self._executor is None:
