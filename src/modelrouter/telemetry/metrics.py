@@ -11,11 +11,17 @@ dict lookups, one counter increment and one histogram observation.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -79,6 +85,9 @@ LATENCY_BUCKETS = (
 )
 """Seconds. Finer at the low end than Prometheus's default: in-process models answer in
 well under 5 ms."""
+
+_LE = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
+"""The ``le`` label of each histogram bucket, as Prometheus writes them."""
 
 ROLLOUT_PHASES = PHASES
 """The phases :data:`ROLLOUT_PHASE` always reports (1 for the current one, 0 for the others)."""
@@ -166,26 +175,64 @@ class ModelStateCollector(Collector):
         return []
 
 
+class RequestStats(Collector):
+    """``modelrouter_requests_total`` and ``modelrouter_request_duration_seconds``.
+
+    Counted in plain Python on the event loop, exported at scrape time: prometheus_client's
+    labelled children take a lock per update, and these two are updated on every request.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str, int], int] = {}
+        self.histograms: dict[tuple[str, str, str], list[float]] = {}
+        """Per (model, version, rule): one count per bucket (and +Inf), then the sum."""
+
+    def observe(self, model: str, version: str, rule: str, status: int, seconds: float) -> None:
+        key = (model, version, rule, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        hkey = (model, version, rule)
+        h = self.histograms.get(hkey)
+        if h is None:
+            h = self.histograms[hkey] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        h[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        h[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            _base(REQUESTS),
+            "Inference requests by model, version served (chosen when none answered), routing "
+            "rule and HTTP status",
+            labels=["model", "version", "rule", "status"],
+        )
+        for (model, version, rule, status), n in list(self.counts.items()):
+            requests.add_metric([model, version, rule, str(status)], n)
+        yield requests
+        duration = HistogramMetricFamily(
+            REQUEST_DURATION,
+            "Inference latency in the gateway (routing, model, fallbacks), seconds",
+            labels=["model", "version", "rule"],
+        )
+        for labels, h in list(self.histograms.items()):
+            buckets: list[tuple[str, float]] = []
+            total = 0.0
+            for bound, in_bucket in zip(_LE, h[:-1], strict=True):
+                total += in_bucket
+                buckets.append((bound, total))
+            duration.add_metric(list(labels), buckets, h[-1])
+        yield duration
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 class Metrics:
     """The gateway's Prometheus metrics on an injected registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         r = registry
-        self.requests = Counter(
-            _base(REQUESTS),
-            "Inference requests by model, version served (chosen when none answered), routing "
-            "rule and HTTP status",
-            ["model", "version", "rule", "status"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            REQUEST_DURATION,
-            "Inference latency in the gateway (routing, model, fallbacks), seconds",
-            ["model", "version", "rule"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+        self.request_stats = RequestStats()
+        r.register(self.request_stats)
         self.fallbacks = Counter(
             _base(FALLBACKS),
             "Fallbacks taken: a version failed and the next one was tried",
@@ -258,7 +305,6 @@ class Metrics:
             "Failed writes of telemetry windows to the store (retried on the next flush)",
             registry=r,
         )
-        self._request_children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._rollout_versions: dict[str, set[str]] = {}
         self._repository_collector: ModelStateCollector | None = None
 
@@ -268,15 +314,7 @@ class Metrics:
         self, model: str, version: str, rule: str | None, status: int, seconds: float
     ) -> None:
         """One inference request, answered or failed."""
-        key = (model, version, rule or "", status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = self._request_children[key] = (
-                self.requests.labels(model, version, key[2], str(status)),
-                self.duration.labels(model, version, key[2]),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self.request_stats.observe(model, version, rule or "", status, seconds)
 
     def fallback(self, model: str, from_version: str, to_version: str) -> None:
         self.fallbacks.labels(model, from_version, to_version).inc()
