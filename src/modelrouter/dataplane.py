@@ -157,6 +157,11 @@ class DataPlane:
 
     # ------------------------------------------------------------------ inference
 
+    def has_rules(self, model: str) -> bool:
+        """Whether routing ``model`` reads the request (headers, body, draws)."""
+        routes = self.routing.table.models.get(model)
+        return routes is None or bool(routes.rules)
+
     async def infer(
         self,
         model: str,

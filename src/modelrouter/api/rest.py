@@ -150,6 +150,15 @@ class RestApi:
         self.dp = dataplane
         self.max_body = max_body
 
+    def _context(
+        self, request: Request, req: InferenceRequest, model: str, version: str | None
+    ) -> RequestContext | None:
+        """What the model's rules look at; nothing to build for a pinned call or a model
+        without rules."""
+        if version is not None or not self.dp.has_rules(model):
+            return None
+        return context(request, req)
+
     # ------------------------------------------------------------------ v2 health, metadata
 
     async def live(self, request: Request) -> Response:
@@ -187,7 +196,11 @@ class RestApi:
         if req.id is None:
             req.id = request.state.request_id
         outcome = await self.dp.infer(
-            p["name"], req, p.get("version"), context(request, req), request.state.request_id
+            p["name"],
+            req,
+            p.get("version"),
+            self._context(request, req, p["name"], p.get("version")),
+            request.state.request_id,
         )
         resp = outcome.response
         payload, json_len = v2.encode_response(resp, v2.binary_output_names(req, resp.outputs))
@@ -214,7 +227,7 @@ class RestApi:
         if req.id is None:
             req.id = request.state.request_id
         outcome = await self.dp.infer(
-            name, req, None, context(request, req), request.state.request_id
+            name, req, None, self._context(request, req, name, None), request.state.request_id
         )
         return Response(
             v1.encode_response(outcome.response.outputs),
