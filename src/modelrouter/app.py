@@ -33,7 +33,7 @@ from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_ma
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
-from modelrouter.shadow_process import ProcessShadows
+from modelrouter.shadow_process import BATCH_SIZE, ProcessShadows
 from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
 from modelrouter.telemetry.service import Telemetry
@@ -78,12 +78,13 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     telemetry = Telemetry(store, server.telemetry)
     telemetry.metrics.watch_repository(repository)
     dataplane = DataPlane(config, repository, routing, None, audit, telemetry)
-    shadow = ShadowRunner(
-        dataplane.call_version, server.shadow.maxQueue, server.shadow.workers, telemetry
-    )
-    dataplane.shadow = shadow
+    workers = server.shadow.workers
     if server.shadow.executor == "process":
         dataplane.shadow_processes = ProcessShadows(loaded.base_dir)
+        # calls travel to the worker process in batches: let enough of them be in flight
+        workers = max(workers, BATCH_SIZE)
+    shadow = ShadowRunner(dataplane.call_version, server.shadow.maxQueue, workers, telemetry)
+    dataplane.shadow = shadow
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
     services.rollouts = build_manager(
         config,
@@ -204,6 +205,8 @@ async def running(services: Services) -> AsyncIterator[None]:
         watch = await services.store.watch(services.routing.refresh, server.storePollInterval)
         services.audit.start()
         services.shadow.start()
+        if services.dataplane.shadow_processes is not None:
+            services.dataplane.shadow_processes.start()
         services.tasks.append(asyncio.create_task(services.telemetry.run()))
         if server.watchConfig:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))

@@ -13,16 +13,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from modelrouter.config.schema import VersionSpec
+from modelrouter.errors import InferenceFailed, ModelRouterError
 from modelrouter.protocol.types import InferenceRequest, Tensor
 from modelrouter.runtime.base import LocalRuntime
+from modelrouter.runtime.batcher import Batcher, split, stack
 
 log = logging.getLogger(__name__)
+
+BATCH_WINDOW = 0.01
+"""Seconds shadow calls wait to travel together to the worker (they are off the response
+path; the wait only delays the comparison)."""
+BATCH_SIZE = 64
 
 _RUNTIMES: dict[tuple[str, str, str], LocalRuntime] = {}
 """In the worker process: loaded shadow versions, by (model, version, files)."""
@@ -58,6 +67,45 @@ def _predict(
     return runtime.run(request)
 
 
+Job = tuple[str, str, VersionSpec, str, "str | None", InferenceRequest]
+"""(model, version, spec, base_dir, files, request): one shadow call for the worker."""
+
+
+def _predict_many(jobs: list[Job]) -> list[tuple[str, Any]]:
+    """In the worker process: each job's outputs as ``("ok", outputs)``, or ``("refused",
+    why)`` when the version cannot be built here, or ``("error", message)``. Jobs for the same
+    version with stackable inputs share one ``predict`` (see :mod:`runtime.batcher`)."""
+    results: list[tuple[str, Any] | None] = [None] * len(jobs)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (model, version, _, _, files, request) in enumerate(jobs):
+        key = Batcher.key(request)
+        if key is not None:
+            groups.setdefault((model, version, files, key), []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        first = jobs[members[0]]
+        requests = [jobs[i][5] for i in members]
+        try:
+            answers = split(_predict(*first[:5], stack(requests)), requests)
+        except Exception:
+            continue  # each job of the group runs alone below
+        for i, answer in zip(members, answers, strict=True):
+            results[i] = ("ok", answer)
+    for i, job in enumerate(jobs):
+        if results[i] is not None:
+            continue
+        try:
+            results[i] = ("ok", _predict(*job))
+        except (TypeError, ImportError, AttributeError, OSError) as exc:
+            results[i] = ("refused", f"{type(exc).__name__}: {exc}")
+        except ModelRouterError as exc:
+            results[i] = ("error", exc.message)
+        except Exception as exc:
+            results[i] = ("error", f"{type(exc).__name__}: {exc}")
+    return [r for r in results if r is not None]
+
+
 class ProcessShadows:
     """Runs in-process shadow versions in one worker process, started on first use."""
 
@@ -66,6 +114,8 @@ class ProcessShadows:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._refused: set[tuple[str, str]] = set()
+        self._pending: list[tuple[Job, asyncio.Future[tuple[str, Any]]]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -77,40 +127,72 @@ class ProcessShadows:
             )
         return self._pool
 
+    def start(self) -> None:
+        """Spawn the worker now (it imports for a second or two) rather than on the first
+        shadow call, when mirrored work would pile up waiting for it."""
+        self._executor().submit(os.getpid)
+
     def accepts(self, runtime: LocalRuntime) -> bool:
         return (runtime.model, runtime.version) not in self._refused
 
     async def run(self, runtime: LocalRuntime, request: InferenceRequest) -> list[Tensor]:
-        """``runtime``'s outputs for ``request``, computed in the worker process. A version the
-        worker cannot load (say, a class defined in ``__main__``) runs in a thread instead."""
+        """``runtime``'s outputs for ``request``, computed in the worker process. Calls travel
+        in batches (every ``BATCH_WINDOW`` seconds, or ``BATCH_SIZE`` calls), so the cost of
+        crossing to the other process is paid once per batch. A version the worker cannot
+        load (say, a class defined in ``__main__``) runs in a thread instead."""
         slim = InferenceRequest(request.inputs, request.id, request.parameters, request.outputs)
-        loop = asyncio.get_running_loop()
         files = str(runtime.path) if runtime.path is not None else None
-        try:
-            return await loop.run_in_executor(
-                self._executor(),
-                _predict,
-                runtime.model,
-                runtime.version,
-                runtime.spec,
-                str(self.base_dir),
-                files,
-                slim,
-            )
-        except BrokenProcessPool:
-            self._pool = None  # the worker died (killed, out of memory): a new one next time
-            raise
-        except (TypeError, ImportError, AttributeError, OSError) as exc:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        job: Job = (runtime.model, runtime.version, runtime.spec, str(self.base_dir), files, slim)
+        self._pending.append((job, future))
+        if len(self._pending) >= BATCH_SIZE:
+            self._send()
+        elif self._timer is None:
+            self._timer = loop.call_later(BATCH_WINDOW, self._send)
+        status, value = await future
+        if status == "ok":
+            outputs: list[Tensor] = value
+            return outputs
+        if status == "refused":
             log.warning(
                 "shadow %s/%s cannot run in the worker process (%s); using a thread",
                 runtime.model,
                 runtime.version,
-                exc,
+                value,
             )
             self._refused.add((runtime.model, runtime.version))
             return await asyncio.to_thread(runtime.run, request)
+        raise InferenceFailed(str(value))
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self._executor(), _predict_many, [j for j, _ in batch])
+
+        def deliver(f: asyncio.Future[list[tuple[str, Any]]]) -> None:
+            try:
+                results = f.result()
+            except BrokenProcessPool as exc:
+                self._pool = None  # the worker died (killed, out of memory): a new one next
+                results = [("error", f"the shadow worker process died: {exc}")] * len(batch)
+            except Exception as exc:
+                results = [("error", f"{type(exc).__name__}: {exc}")] * len(batch)
+            for (_, waiter), result in zip(batch, results, strict=True):
+                if not waiter.done():
+                    waiter.set_result(result)
+
+        done.add_done_callback(deliver)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -24,6 +24,38 @@ from modelrouter.runtime.base import LocalRuntime
 BatchKey = tuple[str, str, int, tuple[str, ...] | None]
 
 
+def stack(requests: Sequence[InferenceRequest]) -> InferenceRequest:
+    """One request whose single 2-D input holds the rows of ``requests`` (which share a
+    :meth:`Batcher.key`), in order."""
+    first = requests[0]
+    t0 = first.inputs[0]
+    stacked = np.concatenate([r.inputs[0].data for r in requests])
+    return InferenceRequest(
+        [Tensor(t0.name, t0.datatype, list(stacked.shape), stacked)],
+        first.id,
+        first.parameters,
+        first.outputs,
+    )
+
+
+def split(outputs: Sequence[Tensor], requests: Sequence[InferenceRequest]) -> list[list[Tensor]]:
+    """Each request's rows of the stacked ``outputs``; ``ValueError`` when an output is not
+    one row per input row (then each request must run alone)."""
+    rows = [r.inputs[0].data.shape[0] for r in requests]
+    total = sum(rows)
+    if any(o.data.ndim == 0 or o.data.shape[0] != total for o in outputs):
+        raise ValueError("an output is not one row per input row")
+    cuts = np.cumsum(rows)[:-1]
+    parts = [np.split(o.data, cuts) for o in outputs]
+    return [
+        [
+            Tensor(o.name, o.datatype, list(p[i].shape), p[i], o.parameters)
+            for o, p in zip(outputs, parts, strict=True)
+        ]
+        for i in range(len(requests))
+    ]
+
+
 @dataclass(slots=True)
 class _Pending:
     items: list[tuple[InferenceRequest, asyncio.Future[list[Tensor]]]] = field(default_factory=list)
@@ -81,36 +113,18 @@ class Batcher:
             request, fut = items[0]
             await self._run_alone(request, fut)
             return
-        first = items[0][0]
-        t0 = first.inputs[0]
-        arrays = [r.inputs[0].data for r, _ in items]
-        stacked = np.concatenate(arrays)
-        batch = InferenceRequest(
-            [Tensor(t0.name, t0.datatype, list(stacked.shape), stacked)],
-            first.id,
-            first.parameters,
-            first.outputs,
-        )
+        requests = [r for r, _ in items]
         try:
-            outputs = await self.runtime.infer(batch)
-            if any(o.data.ndim == 0 or o.data.shape[0] != stacked.shape[0] for o in outputs):
-                raise ValueError("an output is not one row per input row")
-            splits = np.cumsum([a.shape[0] for a in arrays])[:-1]
-            parts = [np.split(o.data, splits) for o in outputs]
+            answers = split(await self.runtime.infer(stack(requests)), requests)
         except Exception:
             for request, fut in items:  # isolate the request that broke the batch
                 await self._run_alone(request, fut)
             return
         self.batches += 1
         self.batched_requests += len(items)
-        for i, (_, fut) in enumerate(items):
+        for (_, fut), answer in zip(items, answers, strict=True):
             if not fut.done():
-                fut.set_result(
-                    [
-                        Tensor(o.name, o.datatype, list(p[i].shape), p[i], o.parameters)
-                        for o, p in zip(outputs, parts, strict=True)
-                    ]
-                )
+                fut.set_result(answer)
 
     async def _run_alone(self, request: InferenceRequest, fut: asyncio.Future[Any]) -> None:
         try:
