@@ -41,15 +41,10 @@ def _init_worker(path: list[str]) -> None:
     sys.path[:] = path  # custom models import as they do in the gateway
 
 
-def _predict(
-    model: str,
-    version: str,
-    spec: VersionSpec,
-    base_dir: str,
-    files: str | None,
-    request: InferenceRequest,
-) -> list[Tensor]:
-    """In the worker process: the version's outputs for ``request``."""
+def _runtime(
+    model: str, version: str, spec: VersionSpec, base_dir: str, files: str | None
+) -> LocalRuntime:
+    """In the worker process: the loaded copy of a shadow version (built on first use)."""
     from modelrouter.runtime.registry import create_runtime
 
     key = (model, version, files or "")
@@ -64,7 +59,7 @@ def _predict(
         for old in [k for k in _RUNTIMES if k[:2] == key[:2]]:
             del _RUNTIMES[old]  # an alias moved: the old files are not needed any more
         runtime = _RUNTIMES[key] = created
-    return runtime.run(request)
+    return runtime
 
 
 Job = tuple[str, str, VersionSpec, str, "str | None", InferenceRequest]
@@ -81,24 +76,28 @@ def _predict_many(jobs: list[Job]) -> list[tuple[str, Any]]:
         key = Batcher.key(request)
         if key is not None:
             groups.setdefault((model, version, files, key), []).append(i)
+    runtimes: dict[int, LocalRuntime] = {}
+    for i, (model, version, spec, base_dir, files, _) in enumerate(jobs):
+        try:
+            runtimes[i] = _runtime(model, version, spec, base_dir, files)
+        except Exception as exc:  # it loads in the gateway: a thread there will do
+            results[i] = ("refused", f"{type(exc).__name__}: {exc}")
     for members in groups.values():
+        members = [i for i in members if i in runtimes]
         if len(members) < 2:
             continue
-        first = jobs[members[0]]
         requests = [jobs[i][5] for i in members]
         try:
-            answers = split(_predict(*first[:5], stack(requests)), requests)
+            answers = split(runtimes[members[0]].run(stack(requests)), requests)
         except Exception:
             continue  # each job of the group runs alone below
         for i, answer in zip(members, answers, strict=True):
             results[i] = ("ok", answer)
-    for i, job in enumerate(jobs):
+    for i, runtime in runtimes.items():
         if results[i] is not None:
             continue
         try:
-            results[i] = ("ok", _predict(*job))
-        except (TypeError, ImportError, AttributeError, OSError) as exc:
-            results[i] = ("refused", f"{type(exc).__name__}: {exc}")
+            results[i] = ("ok", runtime.run(jobs[i][5]))
         except ModelRouterError as exc:
             results[i] = ("error", exc.message)
         except Exception as exc:
