@@ -581,6 +581,40 @@ class MetricRow:
         return {int(k): int(v) for k, v in json.loads(text).items()}
 
 
+METRIC_COLUMNS = (
+    "gateway, model, version, start, requests, errors, latency, feedback, correct,"
+    " abs_error_sum, rewards, reward_sum, shadow_compared, shadow_agreeing"
+)
+"""The metric-row table's columns, in :class:`MetricRow` field order (SQL stores)."""
+
+
+def metric_values(r: MetricRow) -> tuple[Any, ...]:
+    """A row's values for :data:`METRIC_COLUMNS` (latency as JSON)."""
+    return (
+        r.gateway,
+        r.model,
+        r.version,
+        float(r.start),
+        r.requests,
+        r.errors,
+        r.latency_json(),
+        r.feedback,
+        r.correct,
+        float(r.abs_error_sum),
+        r.rewards,
+        float(r.reward_sum),
+        r.shadow_compared,
+        r.shadow_agreeing,
+    )
+
+
+def metric_row(row: Sequence[Any]) -> MetricRow:
+    """The :class:`MetricRow` of a SQL row selected as :data:`METRIC_COLUMNS`."""
+    values = list(row)
+    values[6] = MetricRow.parse_latency(values[6])
+    return MetricRow(*values)
+
+
 def check_metric_rows(rows: Sequence[MetricRow]) -> list[MetricRow]:
     """Refuse rows a SQL column or a sum cannot hold (non-finite figures, negative counts)."""
     out = list(rows)

@@ -29,6 +29,7 @@ import psycopg
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
+    METRIC_COLUMNS,
     SCHEMA_VERSION,
     AuditBounds,
     Clock,
@@ -45,6 +46,8 @@ from modelrouter.store.base import (
     check_prune,
     check_rollout_expected,
     index_columns,
+    metric_row,
+    metric_values,
     normalize_document,
     normalize_rollout_state,
     prepare_records,
@@ -583,11 +586,11 @@ class PostgresStore(Store):
         return f'"{self.schema}".mr_metric'
 
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
-        values = [_metric_values(r) for r in check_metric_rows(rows)]
+        values = [metric_values(r) for r in check_metric_rows(rows)]
         if not values:
             return
         query = (
-            f"INSERT INTO {self._t_metric} ({_METRIC_COLUMNS}) VALUES "
+            f"INSERT INTO {self._t_metric} ({METRIC_COLUMNS}) VALUES "
             "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         )
 
@@ -601,13 +604,13 @@ class PostgresStore(Store):
         self, model: str, version: str, since: float, until: float
     ) -> list[MetricRow]:
         query = (
-            f"SELECT {_METRIC_COLUMNS} FROM {self._t_metric}"
+            f"SELECT {METRIC_COLUMNS} FROM {self._t_metric}"
             " WHERE model = %s AND version = %s AND start >= %s AND start < %s ORDER BY start"
         )
 
         async def read(conn: Conn) -> list[MetricRow]:
             cur = await conn.execute(query, (model, version, since, until))
-            return [_metric_row(r) for r in await cur.fetchall()]
+            return [metric_row(r) for r in await cur.fetchall()]
 
         return await self._op(read)
 
@@ -617,37 +620,6 @@ class PostgresStore(Store):
             return cur.rowcount
 
         return await self._op(write, read_only=False)
-
-
-_METRIC_COLUMNS = (
-    "gateway, model, version, start, requests, errors, latency, feedback, correct,"
-    " abs_error_sum, rewards, reward_sum, shadow_compared, shadow_agreeing"
-)
-
-
-def _metric_values(r: MetricRow) -> tuple[Any, ...]:
-    return (
-        r.gateway,
-        r.model,
-        r.version,
-        float(r.start),
-        r.requests,
-        r.errors,
-        r.latency_json(),
-        r.feedback,
-        r.correct,
-        float(r.abs_error_sum),
-        r.rewards,
-        float(r.reward_sum),
-        r.shadow_compared,
-        r.shadow_agreeing,
-    )
-
-
-def _metric_row(row: Sequence[Any]) -> MetricRow:
-    values = list(row)
-    values[6] = MetricRow.parse_latency(values[6])
-    return MetricRow(*values)
 
 
 def _sealed_rows(prepared: list[dict[str, Any]], seq: int, prev: str) -> list[tuple[Any, ...]]:

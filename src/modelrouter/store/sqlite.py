@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
+    METRIC_COLUMNS,
     SCHEMA_VERSION,
     AuditBounds,
     Clock,
@@ -41,6 +42,8 @@ from modelrouter.store.base import (
     check_prune,
     check_rollout_expected,
     index_columns,
+    metric_row,
+    metric_values,
     normalize_document,
     normalize_rollout_state,
     prepare_records,
@@ -475,7 +478,7 @@ class SQLiteStore(Store):
     # -- telemetry windows ---------------------------------------------------------------
 
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
-        values = [_metric_values(r) for r in check_metric_rows(rows)]
+        values = [metric_values(r) for r in check_metric_rows(rows)]
         if not values:
             return
 
@@ -489,11 +492,11 @@ class SQLiteStore(Store):
     ) -> list[MetricRow]:
         def read(conn: sqlite3.Connection) -> list[MetricRow]:
             rows = conn.execute(
-                f"SELECT {_METRIC_COLUMNS} FROM mr_metric"
+                f"SELECT {METRIC_COLUMNS} FROM mr_metric"
                 " WHERE model = ? AND version = ? AND start >= ? AND start < ? ORDER BY start",
                 (model, version, since, until),
             ).fetchall()
-            return [_metric_row(r) for r in rows]
+            return [metric_row(r) for r in rows]
 
         return await self._run(self._read, read)
 
@@ -504,35 +507,6 @@ class SQLiteStore(Store):
         return await self._write(write)
 
 
-_METRIC_COLUMNS = (
-    "gateway, model, version, start, requests, errors, latency, feedback, correct,"
-    " abs_error_sum, rewards, reward_sum, shadow_compared, shadow_agreeing"
-)
 _INSERT_METRIC = (
-    f"INSERT INTO mr_metric ({_METRIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO mr_metric ({METRIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-def _metric_values(r: MetricRow) -> tuple[Any, ...]:
-    return (
-        r.gateway,
-        r.model,
-        r.version,
-        float(r.start),
-        r.requests,
-        r.errors,
-        r.latency_json(),
-        r.feedback,
-        r.correct,
-        float(r.abs_error_sum),
-        r.rewards,
-        float(r.reward_sum),
-        r.shadow_compared,
-        r.shadow_agreeing,
-    )
-
-
-def _metric_row(row: Sequence[Any]) -> MetricRow:
-    values = list(row)
-    values[6] = MetricRow.parse_latency(values[6])
-    return MetricRow(*values)
