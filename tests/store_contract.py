@@ -369,3 +369,40 @@ def run_check(store: Store, check: Check) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+# Scripts run as other processes by the SQLite and PostgreSQL store tests.
+# Once the file argv[4] exists, appends argv[3] records in batches of 1..7 to the store at
+# argv[1], tagged argv[2].
+APPENDER = """
+import asyncio, os, random, sys
+from modelrouter.store import open_store
+async def main(url, tag, n, go):
+    rnd = random.Random(tag)
+    async with open_store(url) as store:
+        await store.open()
+        while not os.path.exists(go):
+            await asyncio.sleep(0.005)
+        done = 0
+        while done < n:
+            k = min(n - done, rnd.randint(1, 7))
+            await store.append_audit(
+                [{"kind": "decision", "request_id": f"{tag}-{done + i}", "model": tag}
+                 for i in range(k)])
+            done += k
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+"""
+
+# Waits for argv[2] to appear, then puts a routing table and prints the time of the commit.
+PUTTER = """
+import asyncio, os, sys, time
+from modelrouter.store import open_store
+async def main(url, go):
+    async with open_store(url) as store:
+        await store.open()
+        while not os.path.exists(go):
+            await asyncio.sleep(0.01)
+        await store.put_routing("churn", {"http": []}, "other-process", "cross-process test")
+        print(time.time(), flush=True)
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""

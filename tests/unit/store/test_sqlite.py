@@ -15,42 +15,16 @@ import pytest
 from modelrouter.errors import StoreError
 from modelrouter.store import open_store
 from modelrouter.store.sqlite import SQLiteStore, sqlite_path
-from store_contract import CONTRACT, DOC_SPLIT, DOC_V1, Check, decision, run_check
-
-# Once the file argv[4] exists, appends argv[3] records in batches of 1..7 to the store at
-# argv[1], tagged argv[2].
-APPENDER = """
-import asyncio, os, random, sys
-from modelrouter.store import open_store
-async def main(url, tag, n, go):
-    rnd = random.Random(tag)
-    async with open_store(url) as store:
-        await store.open()
-        while not os.path.exists(go):
-            await asyncio.sleep(0.005)
-        done = 0
-        while done < n:
-            k = min(n - done, rnd.randint(1, 7))
-            await store.append_audit(
-                [{"kind": "decision", "request_id": f"{tag}-{done + i}", "model": tag}
-                 for i in range(k)])
-            done += k
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
-"""
-
-# Waits for argv[2] to appear, then puts a routing table and prints the time of the commit.
-PUTTER = """
-import asyncio, os, sys, time
-from modelrouter.store import open_store
-async def main(url, go):
-    async with open_store(url) as store:
-        await store.open()
-        while not os.path.exists(go):
-            await asyncio.sleep(0.01)
-        await store.put_routing("churn", {"http": []}, "other-process", "cross-process test")
-        print(time.time(), flush=True)
-asyncio.run(main(sys.argv[1], sys.argv[2]))
-"""
+from store_contract import (
+    APPENDER,
+    CONTRACT,
+    DOC_SPLIT,
+    DOC_V1,
+    PUTTER,
+    Check,
+    decision,
+    run_check,
+)
 
 
 def run(coro: object) -> object:
