@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modelrouter._version import __version__
-from modelrouter.config.schema import Config
+from modelrouter.config.schema import BatcherSpec, Config
 from modelrouter.errors import (
     FaultInjected,
     InvalidInput,
@@ -26,7 +26,7 @@ from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tens
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
 from modelrouter.routing.table import RoutingTable, compile_table
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
-from modelrouter.runtime.batcher import Batcher
+from modelrouter.runtime.batcher import Batcher, batched
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import ProcessShadows
@@ -96,7 +96,7 @@ class DataPlane:
         self.telemetry = telemetry
         self.shadow_processes: ProcessShadows | None = None
         self._defaults = {name: m.default_version for name, m in config.models.items()}
-        self._batching = {name: m.batcher for name, m in config.models.items() if m.batcher}
+        self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -323,12 +323,15 @@ class DataPlane:
     def _infer_on(
         self, model: str, runtime: ModelRuntime, request: InferenceRequest
     ) -> Coroutine[Any, Any, list[Tensor]]:
-        """``runtime.infer``, through the model's batcher when it has one (in-process only)."""
-        spec = self._batching.get(model)
-        if spec is None or not isinstance(runtime, LocalRuntime):
+        """``runtime.infer``, through its batcher when the version is batched (in-process
+        only): by default the row-independent runtimes, else as ``batcher.enabled`` says."""
+        if not isinstance(runtime, LocalRuntime):
             return runtime.infer(request)
         batcher = runtime.batcher
         if batcher is None:
+            spec = self._batching.get(model)
+            if spec is None or not batched(spec, runtime):
+                return runtime.infer(request)
             batcher = runtime.batcher = Batcher(runtime, spec)
         return batcher.infer(request)
 

@@ -223,8 +223,18 @@ class VersionSpec(Strict):
 
 
 class BatcherSpec(Strict):
+    """How concurrent requests to an in-process version share one ``predict``.
+
+    On by default for the row-independent built-in runtimes (sklearn, xgboost, lightgbm,
+    onnx); ``enabled: false`` turns it off, and a custom class opts in with ``enabled: true``
+    (or any ``batcher`` block). A lone request never waits: see :mod:`modelrouter.runtime.batcher`.
+    """
+
+    enabled: bool | None = None
+    """None: on for the built-in row-independent runtimes, off for the others."""
     maxBatchSize: int = Field(64, ge=1)
     maxLatency: Duration = 0.005
+    """The longest a queued request waits behind a running predict before it starts anyway."""
 
 
 class StringMatch(Strict):

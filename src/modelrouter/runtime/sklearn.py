@@ -17,6 +17,7 @@ class SklearnRuntime(LocalRuntime):
     """Outputs ``predict`` (default) and ``predict_proba`` when the estimator has it."""
 
     format = "sklearn"
+    row_independent = True
 
     def load(self) -> None:
         assert self.path is not None
