@@ -7,6 +7,7 @@ code to an HTTP status and a gRPC status name, and both transports use that one 
     ├── InvalidInput                      invalid_input     400  INVALID_ARGUMENT
     │   └── UnknownOutput                 invalid_input     400  INVALID_ARGUMENT
     ├── PayloadTooLarge                   payload_too_large 413  RESOURCE_EXHAUSTED
+    ├── HeadersTooLarge                   headers_too_large 431  RESOURCE_EXHAUSTED
     ├── NotFound                          not_found         404  NOT_FOUND
     │   ├── ModelNotFound                 not_found         404  NOT_FOUND
     │   └── VersionNotFound               not_found         404  NOT_FOUND
@@ -36,6 +37,7 @@ STATUS: dict[str, Status] = {
     "internal": Status(500, "INTERNAL"),
     "invalid_input": Status(400, "INVALID_ARGUMENT"),
     "payload_too_large": Status(413, "RESOURCE_EXHAUSTED"),
+    "headers_too_large": Status(431, "RESOURCE_EXHAUSTED"),
     "not_found": Status(404, "NOT_FOUND"),
     "unauthorized": Status(401, "UNAUTHENTICATED"),
     "not_ready": Status(503, "UNAVAILABLE"),
@@ -76,6 +78,12 @@ class UnknownOutput(InvalidInput):
 
 class PayloadTooLarge(ModelRouterError):
     code = "payload_too_large"
+
+
+class HeadersTooLarge(ModelRouterError):
+    """Too many request headers, one too large, or all of them together."""
+
+    code = "headers_too_large"
 
 
 class NotFound(ModelRouterError):
