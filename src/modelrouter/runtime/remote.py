@@ -19,10 +19,10 @@ Upstream failures become modelrouter errors at this edge:
 
 ``parameters: {maxConnections: N}`` bounds the pool (default 100, all kept alive).
 
-The request ``id`` travels in the JSON body as given (JSON escapes anything) and as the
-``x-request-id`` header only in a form that is safe there: :func:`header_id` percent-encodes
-what is not a safe header character (CRLF, non-ASCII), and an id still longer than 128
-characters is replaced by a digest of it, so no client id can break or bloat the upstream call.
+The request ``id`` travels in the JSON body as given (JSON escapes anything), and as the
+``x-request-id`` header only when it is safe there (what a modelrouter gateway accepts:
+1-128 characters of ``A-Z a-z 0-9 . _ : + = -``); any other id (CRLF, non-ASCII, too long) is
+sent as ``sha256-<32 hex>`` of it, so no client id can break, bloat or be refused upstream.
 """
 
 from __future__ import annotations
@@ -54,18 +54,15 @@ from modelrouter.runtime.base import ModelRuntime
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 100
 _JSON_HEADERS = {"content-type": "application/json"}
-MAX_HEADER_ID = 128
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:+=\-]{1,128}").fullmatch
 
 
 def header_id(request_id: str) -> str:
     """``request_id`` as a safe ``x-request-id`` value: itself when it is 1-128 characters of
-    ``A-Z a-z 0-9 . _ : + = -``, else percent-encoded (UTF-8), else ``sha256-<32 hex>``."""
+    ``A-Z a-z 0-9 . _ : + = -``, else ``sha256-<32 hex>`` of it (stable, so the upstream's
+    logs of one request can still be joined)."""
     if _SAFE_ID(request_id):
         return request_id
-    encoded = quote(request_id, safe="._:+=-")
-    if 0 < len(encoded) <= MAX_HEADER_ID:
-        return encoded
     digest = hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
     return "sha256-" + digest[:32]
 
