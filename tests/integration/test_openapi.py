@@ -52,7 +52,9 @@ rollouts:
     rule: default
     primary: v1
     canary: v2
-    analysis: {{interval: 1h, metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}
+    analysis:
+      interval: 1h
+      metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]
 """
 
 
