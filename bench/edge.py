@@ -26,7 +26,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import format_table, print_block
-
 from modelrouter.api.edge import EdgeMiddleware
 from modelrouter.config.regex import fullmatcher
 
