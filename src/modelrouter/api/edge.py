@@ -7,6 +7,7 @@
 - ``x-request-id``: the caller's when it is 1-128 characters of ``A-Z a-z 0-9 . _ : + = -``,
   refused with a 400 otherwise (it is echoed, logged and stored in the audit log, so it must
   be short and safe); a new random id when absent. Every response carries it;
+- a path and query string longer than ``maxHeaderListSize``: 414;
 - an encoded slash (``%2F``) in the path: 400. Starlette routes on the decoded path, so
   ``/v2/models/a%2Fversions%2Fv1/infer`` would otherwise reach the pinned route of model ``a``.
 
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelrouter.errors import HeadersTooLarge, InvalidInput, ModelRouterError
+from modelrouter.errors import HeadersTooLarge, InvalidInput, ModelRouterError, UriTooLong
 
 REQUEST_ID = b"x-request-id"
 MAX_REQUEST_ID = 128
@@ -71,13 +72,18 @@ def check_head(scope: Scope, limits: HeaderLimits) -> bytes | None:
         raise HeadersTooLarge(
             f"headers: {total} bytes in all; at most {limits.max_total} are allowed"
         )
-    if rid is not None and _REQUEST_ID_OK(rid) is None:
+    if rid and _REQUEST_ID_OK(rid) is None:
         raise InvalidInput(
             f"x-request-id: must be 1-{MAX_REQUEST_ID} characters of A-Z a-z 0-9 . _ : + = - "
             f"(got {len(rid)} bytes{' with others' if len(rid) <= MAX_REQUEST_ID else ''})"
         )
-    raw = scope.get("raw_path")
-    if raw and b"%" in raw and b"%2f" in raw.lower():
+    raw = scope.get("raw_path") or b""
+    target = len(raw) + len(scope.get("query_string") or b"")
+    if target > limits.max_total:
+        raise UriTooLong(
+            f"path: {target} bytes of path and query string; at most {limits.max_total}"
+        )
+    if b"%" in raw and b"%2f" in raw.lower():
         raise InvalidInput(
             "path: an encoded '/' (%2F) is not allowed; model, version and request ids cannot "
             "contain '/'"
