@@ -425,6 +425,12 @@ def test_encoded_slash_in_a_name_is_a_400(gw: httpx.Client, path: str) -> None:
     assert_serves(gw)
 
 
+def test_overlong_query_string_is_a_414(gw: httpx.Client) -> None:
+    r = gw.post("/v2/models/churn/infer", params={"q": "x" * 40_000}, json=infer_body())
+    error_of(r, 414, "path:", "at most 32768")
+    assert_serves(gw)
+
+
 # --------------------------------------------------------------------------- memory
 
 
