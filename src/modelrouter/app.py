@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from modelrouter.api.admin import AdminApi
+from modelrouter.api.edge import HeaderLimits
 from modelrouter.api.feedback import FeedbackApi
 from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
@@ -253,9 +254,10 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
         async with running(services):
             yield
 
+    http = config.server.http
     return create_rest_app(
         services.dataplane,
-        config.server.http.maxRequestSize,
+        http.maxRequestSize,
         lifespan=lifespan,
         extra_routes=[
             *admin.routes(),
@@ -268,4 +270,6 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
                 else []
             ),
         ],
+        header_limits=HeaderLimits(http.maxHeaderCount, http.maxHeaderSize, http.maxHeaderListSize),
+        admin_token=token,
     )

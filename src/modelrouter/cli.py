@@ -110,6 +110,7 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
     """
     import uvicorn
 
+    from modelrouter.api.edge import bounded_http_protocol
     from modelrouter.app import create_app
 
     logging.basicConfig(
@@ -122,6 +123,7 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
         sys.exit(1)
     http = loaded.config.server.http
     app = create_app(loaded)
+    protocol = bounded_http_protocol(http.maxHeaderListSize)
     uvicorn.run(
         app,
         host=host or http.host,
@@ -129,7 +131,8 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
         log_level=log_level,
         access_log=http.accessLog,
         loop="auto",
-        http="auto",
+        http=protocol or "h11",
+        h11_max_incomplete_event_size=http.maxHeaderListSize,
         lifespan="on",
     )
 

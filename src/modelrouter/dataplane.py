@@ -97,6 +97,11 @@ class DataPlane:
         self.shadow_processes: ProcessShadows | None = None
         self._defaults = {name: m.default_version for name, m in config.models.items()}
         self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
+        self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
+
+    def allows_non_finite(self, model: str) -> bool:
+        """Whether ``model`` takes NaN and infinite inputs (its ``allowNonFinite``)."""
+        return model in self._non_finite
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -125,10 +130,11 @@ class DataPlane:
         v = self.resolve_version(model, version)
         return self.repository.entry(model, v).ready, v
 
-    def not_ready_reason(self, model: str, version: str) -> str:
-        """Why a version is not ready: its load error, or the state it is in."""
+    def not_ready_reason(self, model: str, version: str, full: bool = False) -> str:
+        """Why a version is not ready: its load error (in full for the admin, ``full``), or
+        the state it is in."""
         e = self.repository.entry(model, version)
-        return e.error or f"model '{model}' version '{version}' is {e.state.value}"
+        return e.reason(full) or f"model '{model}' version '{version}' is {e.state.value}"
 
     def model_metadata(self, model: str, version: str | None = None) -> tuple[dict[str, Any], str]:
         v = self.resolve_version(model, version)
@@ -145,13 +151,16 @@ class DataPlane:
             doc["parameters"] = dict(sig.extra)
         return doc, v
 
-    def model_index(self) -> list[dict[str, Any]]:
+    def model_index(self, full: bool = False) -> list[dict[str, Any]]:
+        """Every version with its state, and the reason of a failed one (in full for the
+        admin)."""
         out = []
         for name, versions in self.repository.models.items():
             for v, e in versions.items():
                 item: dict[str, Any] = {"name": name, "version": v, "state": e.state.value}
-                if e.error:
-                    item["reason"] = e.error
+                reason = e.reason(full)
+                if reason:
+                    item["reason"] = reason
                 out.append(item)
         return out
 

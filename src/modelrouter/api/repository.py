@@ -98,16 +98,19 @@ class RepositoryApi:
                 }
             )
         await self.store.append_audit(records)
+        # with a token configured the caller has proven to be the admin; without one the API
+        # is open to anyone, who gets the short reason
+        full = self.token is not None
         failed = [e for e in targets if e.error]
         if load and failed:
             raise ModelNotReady(
-                "; ".join(f"version '{e.version}' failed to load: {e.error}" for e in failed)
+                "; ".join(f"version '{e.version}' failed to load: {e.reason(full)}" for e in failed)
             )
         return json_response(
             {
                 "name": request.path_params["name"],
                 "versions": [
-                    {"version": e.version, "state": e.state.value, "reason": e.error}
+                    {"version": e.version, "state": e.state.value, "reason": e.reason(full)}
                     for e in targets
                 ],
             }

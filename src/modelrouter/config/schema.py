@@ -20,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from modelrouter.config import limits
 from modelrouter.config.durations import ByteSize, Duration
+from modelrouter.config.regex import compile_regex
 from modelrouter.config.rollouts import RolloutSpec, check_rollouts
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -57,6 +59,13 @@ class HttpServer(Strict):
     port: int = Field(8080, ge=0, le=65535)
     maxRequestSize: ByteSize = Field(16 * 1024 * 1024, gt=0)
     """Bodies larger than this are refused with 413."""
+    maxHeaderCount: int = Field(100, ge=1)
+    """Requests with more headers than this are refused with 431."""
+    maxHeaderSize: ByteSize = Field(8 * 1024, gt=0)
+    """Bytes of one header (name and value); a larger one is refused with 431."""
+    maxHeaderListSize: ByteSize = Field(32 * 1024, gt=0)
+    """Bytes of all headers together; more is refused with 431 (the server stops reading a
+    request head that grows past this)."""
     accessLog: bool = False
     """One log line per request. Off by default: it costs on the hot path."""
 
@@ -251,15 +260,29 @@ class StringMatch(Strict):
             raise ValueError("give exactly one of exact, prefix, regex")
         return self
 
+    @field_validator("exact", "prefix", "regex")
+    @classmethod
+    def _bounded(cls, v: str | None) -> str | None:
+        if v is not None and len(v) > limits.MAX_PATTERN_LENGTH:
+            raise ValueError(
+                f"{len(v)} characters; a value may have at most {limits.MAX_PATTERN_LENGTH}"
+            )
+        return v
+
     @field_validator("regex")
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
         if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {v!r}: {exc}") from exc
+            compile_regex(v)  # RegexError is a ValueError naming the reason
         return v
+
+
+def _names(kind: str, keys: Any) -> Any:
+    for k in keys:
+        if not k or len(k) > limits.MAX_PATTERN_LENGTH:
+            raise ValueError(
+                f"{kind} name {k[:80]!r}: must have 1-{limits.MAX_PATTERN_LENGTH} characters"
+            )
 
 
 class MatchBlock(Strict):
@@ -270,6 +293,23 @@ class MatchBlock(Strict):
     withoutHeaders: dict[str, StringMatch] = Field(default_factory=dict)
     body: dict[str, StringMatch] = Field(default_factory=dict)
     """Dotted paths into the JSON body, e.g. ``parameters.region`` or ``user.segment``."""
+
+    @field_validator("headers", "withoutHeaders", "queryParams")
+    @classmethod
+    def _keys(cls, v: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        _names("header or query parameter", v)
+        return v
+
+    @field_validator("body")
+    @classmethod
+    def _paths(cls, v: dict[str, StringMatch]) -> dict[str, StringMatch]:
+        for path in v:
+            limits.check_body_path(path)
+        return v
+
+    @property
+    def size(self) -> int:
+        return len(self.headers) + len(self.withoutHeaders) + len(self.queryParams) + len(self.body)
 
 
 class RouteDestination(Strict):
@@ -290,6 +330,10 @@ class StickySpec(Strict):
         given = [k for k in ("header", "cookie", "queryParam", "body") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of header, cookie, queryParam, body")
+        if self.body is not None:
+            limits.check_body_path(self.body)
+        else:
+            _names(given[0], [getattr(self, given[0])])
         return self
 
 
@@ -330,21 +374,27 @@ class Fault(Strict):
 
 class RouteRule(Strict):
     name: RuleName
-    match: list[MatchBlock] = Field(default_factory=list)
+    match: list[MatchBlock] = Field(default_factory=list, max_length=limits.MAX_MATCH_BLOCKS)
     route: list[RouteDestination] = Field(min_length=1)
     sticky: StickySpec | None = None
     salt: str | None = None
     """Seed of the sticky hash; defaults to ``model/rule`` so experiments are independent."""
     mirror: MirrorDestination | None = None
     mirrorPercentage: Percentage | None = None
-    mirrors: list[MirrorPolicy] = Field(default_factory=list)
+    mirrors: list[MirrorPolicy] = Field(default_factory=list, max_length=limits.MAX_LIST)
     timeout: Duration | None = None
     retries: Retries | None = None
-    fallback: list[str] = Field(default_factory=list)
+    fallback: list[str] = Field(default_factory=list, max_length=limits.MAX_LIST)
     fault: Fault | None = None
 
     @model_validator(mode="after")
     def _weights(self) -> RouteRule:
+        conditions = sum(b.size for b in self.match)
+        if conditions > limits.MAX_CONDITIONS:
+            raise ValueError(
+                f"match: {conditions} conditions; a rule may have at most "
+                f"{limits.MAX_CONDITIONS} over all its blocks"
+            )
         weights = [d.weight for d in self.route]
         if len(self.route) > 1 and any(w is None for w in weights):
             raise ValueError("route: give a weight to every destination when there are several")
@@ -364,7 +414,10 @@ class ModelSpec(Strict):
     versions: dict[VersionName, VersionSpec] = Field(min_length=1)
     """Ordered: without rules, all traffic goes to the first version."""
     batcher: BatcherSpec | None = None
-    http: list[RouteRule] = Field(default_factory=list)
+    allowNonFinite: bool = False
+    """Accept NaN and infinite floating point inputs (binary tensor data only: JSON cannot
+    carry them). Off: such a request is refused with a 400 naming the input, before routing."""
+    http: list[RouteRule] = Field(default_factory=list, max_length=limits.MAX_RULES)
 
     @model_validator(mode="after")
     def _rules_name_known_versions(self) -> ModelSpec:
