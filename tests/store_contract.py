@@ -113,11 +113,11 @@ async def put_routing_writes_a_change_record(store: Store) -> None:
     assert first["what"] == "routing of churn"
     assert first["before"] is None
     assert first["after"] == DOC_V1
-    assert first["table_version"] == 1
+    assert first["routing_version"] == 1
     assert second["before"] == DOC_V1
     assert second["after"] == DOC_SPLIT
     assert second["reason"] == "start canary"
-    assert (second["previous_table_version"], second["table_version"]) == (1, 2)
+    assert (second["previous_routing_version"], second["routing_version"]) == (1, 2)
     assert second["model"] == "churn"
     assert (await store.verify_audit()).ok
 

@@ -24,6 +24,7 @@ from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
+from modelrouter.audit import records
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
@@ -161,19 +162,15 @@ async def watch_mlflow_aliases(services: Services) -> None:
     async def record(move: AliasMove) -> None:
         await services.store.append_audit(
             [
-                {
-                    "kind": "admin",
-                    "actor": "mlflow-alias-watch",
-                    "action": "alias-moved",
-                    "model": move.model,
-                    "version": move.version,
-                    "before": move.before,
-                    "after": move.after,
-                    "reason": (
-                        f"{move.name}@{move.alias} moved to version {move.after}"
-                        + (f"; not swapped: {move.error}" if move.error else "; swapped in")
-                    ),
-                }
+                records.alias_moved(
+                    model=move.model,
+                    version=move.version,
+                    registered_model=move.name,
+                    alias=move.alias,
+                    before=move.before,
+                    after=move.after,
+                    error=move.error,
+                )
             ]
         )
 

@@ -878,12 +878,12 @@ def test_a_valid_put_serves_at_once_and_is_audited(gw: Gateway) -> None:
     assert change["reason"] == "move to b"
     assert change["before"] == {"http": before["http"]}
     assert change["after"] == {"http": new["http"]}
-    assert change["table_version"] == before["version"] + 1
+    assert change["routing_version"] == before["version"] + 1
     # the next request's decision names the new rule and table version
     r = infer(gw, "adm", {"x-tier": "gold"})
     rec = decision(gw, r.headers["x-request-id"])["record"]
     assert (rec["rule"], rec["version"]) == ("vip", "c")
-    assert rec["table_version"] == got["tableVersion"]
+    assert rec["store_revision"] == got["tableVersion"]
     # and back, without expectedVersion
     r = gw.http.put("/api/v1/models/adm/routing", json={"http": before["http"]}, headers=AUTH)
     assert r.status_code == 200
@@ -1015,7 +1015,7 @@ def test_decision_explains_a_request(gw: Gateway) -> None:
     assert rec["pinned"] is False
     assert rec["rule"] == "default"
     assert rec["bucket"] == sticky_bucket(b"churn/default", "explain-me")
-    assert rec["table_version"] >= 1
+    assert rec["store_revision"] >= 1
     assert rec["latency_ms"] > 0
     assert isinstance(rec["seq"], int)
     assert "default" in text

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
+from modelrouter.audit import records
 from modelrouter.audit.explain import explain
 from modelrouter.config.durations import parse_time
 from modelrouter.dataplane import DataPlane
@@ -107,16 +108,15 @@ class AdminApi:
         e = await (repo.load if load else repo.unload)(p["name"], p["version"])
         await self.store.append_audit(
             [
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": p["name"],
-                    "version": p["version"],
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
+                records.version_action(
+                    actor=actor,
+                    action="load" if load else "unload",
+                    model=p["name"],
+                    version=p["version"],
+                    before=before,
+                    after=e.state.value,
+                    reason=e.error or "",
+                )
             ]
         )
         return json_response(

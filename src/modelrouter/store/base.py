@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from modelrouter.audit import records
 from modelrouter.audit.chain import (
     ChainPoint,
     ChainVerifier,
@@ -407,19 +408,16 @@ def change_record(
     reason: str,
 ) -> dict[str, Any]:
     """The ``change`` audit record of a :meth:`Store.put_routing`."""
-    return {
-        "kind": "change",
-        "time": after.updated_at,
-        "actor": after.actor,
-        "action": "create" if before is None else "update",
-        "what": f"routing of {model}",
-        "model": model,
-        "before": None if before is None else before.document,
-        "after": after.document,
-        "previous_table_version": None if before is None else before.version,
-        "table_version": after.version,
-        "reason": reason,
-    }
+    return records.routing_change(
+        model=model,
+        actor=after.actor,
+        before=None if before is None else before.document,
+        previous_routing_version=None if before is None else before.version,
+        after=after.document,
+        routing_version=after.version,
+        reason=reason,
+        time=after.updated_at,
+    )
 
 
 def prune_record(
@@ -431,21 +429,14 @@ def prune_record(
     now: float,
 ) -> dict[str, Any]:
     """The ``admin`` audit record a prune leaves behind."""
-    rules = []
-    if max_age is not None:
-        rules.append(f"max_age={max_age:g}s")
-    if max_count is not None:
-        rules.append(f"max_count={max_count}")
-    return {
-        "kind": "admin",
-        "time": now,
-        "actor": actor,
-        "action": "prune_audit",
-        "what": "audit log",
-        "deleted": deleted,
-        "anchor_seq": anchor.seq,
-        "reason": "retention: " + ", ".join(rules),
-    }
+    return records.pruned(
+        deleted=deleted,
+        anchor_seq=anchor.seq,
+        actor=actor,
+        max_age=max_age,
+        max_count=max_count,
+        time=now,
+    )
 
 
 def audit_select(
