@@ -406,3 +406,32 @@ async def main(url, go):
         print(time.time(), flush=True)
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
+
+
+# -- tampering with the rows of a SQL store (SQLite and PostgreSQL tests share these) ---------
+
+COLUMN_EDITS = {
+    "request_id": "request_id = 'req-999'",
+    "model": "model = 'ltv'",
+    "version": "version = 'v9'",
+    "time": "time = time - 86400",
+    "kind": "kind = 'admin'",
+    "rule": "rule = 'other'",
+}
+"""``SET`` clauses that edit one index column of a row and leave its hashed record alone."""
+
+
+def forged_row(seq: int, prev_hash: str) -> tuple[Any, ...]:
+    """The ten ``mr_audit`` values of a decision chained correctly after ``prev_hash`` as
+    ``seq``, as someone who writes rows but not the head would insert it."""
+    from modelrouter.audit.chain import index_columns, prepare_record, seal_text
+
+    data = prepare_record(decision(seq, request_id="forged"), time.time())
+    body, digest = seal_text(data, seq, prev_hash)
+    return (seq, *index_columns(data), body, prev_hash, digest)
+
+
+FORGED_INSERT = (
+    "INSERT INTO AUDIT (seq, time, kind, model, version, rule, request_id, record, prev_hash,"
+    " hash) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)

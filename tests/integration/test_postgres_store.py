@@ -19,7 +19,18 @@ import pytest
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.store import open_store
 from modelrouter.store.postgres import PostgresStore, parse_postgres_url
-from store_contract import APPENDER, CONTRACT, DOC_V1, PUTTER, Check, decision, run_check
+from store_contract import (
+    APPENDER,
+    COLUMN_EDITS,
+    CONTRACT,
+    DOC_V1,
+    FORGED_INSERT,
+    PUTTER,
+    Check,
+    decision,
+    forged_row,
+    run_check,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,6 +121,36 @@ def test_an_edited_record_is_detected(pg_url: str) -> None:
     ok, bad, reason = _tampered(pg_url, [edit])
     assert (ok, bad) == (False, 4)
     assert "edited" in reason
+
+
+@pytest.mark.parametrize("column", sorted(COLUMN_EDITS))
+def test_an_edited_index_column_is_detected(pg_url: str, column: str) -> None:
+    """Queries filter on these columns, not on the hashed text: verify cross-checks them."""
+    ok, bad, reason = _tampered(pg_url, [f"UPDATE AUDIT SET {COLUMN_EDITS[column]} WHERE seq = 4"])
+    assert (ok, bad) == (False, 4)
+    assert f"column {column} is" in reason
+
+
+def test_a_row_chained_after_the_head_is_detected(pg_url: str) -> None:
+    table = f'"{parse_postgres_url(pg_url)[1]}".mr_audit'
+    ok, _, _ = _tampered(pg_url, [])
+    assert ok
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        row = conn.execute(f"SELECT hash FROM {table} WHERE seq = 8").fetchone()
+        assert row is not None
+        conn.execute(FORGED_INSERT.replace("AUDIT", table).format(p="%s"), forged_row(9, row[0]))
+
+    async def check() -> tuple[bool, int | None, str]:
+        async with open_store(pg_url) as store:
+            assert len(await store.query_audit(request_id="forged")) == 1  # a query sees it
+            r = await store.verify_audit(batch=3)
+            return r.ok, r.first_bad_seq, r.reason
+
+    result = run(check())
+    assert isinstance(result, tuple)
+    ok, bad, reason = result
+    assert (ok, bad) == (False, 9)
+    assert "after the head" in reason
 
 
 def test_deleted_records_are_detected(pg_url: str) -> None:

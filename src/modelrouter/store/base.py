@@ -29,6 +29,7 @@ from modelrouter.audit import records
 from modelrouter.audit.chain import (
     ChainPoint,
     ChainVerifier,
+    IndexRow,
     VerifyResult,
     normalize,
     prepare_record,
@@ -72,6 +73,15 @@ class AuditBounds:
 
     anchor: ChainPoint
     head: ChainPoint
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as read for verification: the record and, in SQL stores, its index columns
+    (:data:`~modelrouter.audit.chain.INDEX_COLUMNS`) as stored beside it."""
+
+    record: dict[str, Any]
+    columns: IndexRow | None = None
 
 
 class Watch:
@@ -289,27 +299,51 @@ class Store(abc.ABC):
     async def audit_bounds(self) -> AuditBounds:
         """The anchor and head of the log, read together."""
 
-    async def verify_audit(self, batch: int = 1000) -> VerifyResult:
-        """Verify the whole stored log against its anchor and head.
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` stored records with seq > ``after_seq``, in seq order, with the index
+        columns a SQL store filters on (what :meth:`verify_audit` cross-checks)."""
+        page = await self.query_audit(limit=limit, order="asc", after_seq=after_seq)
+        return [StoredRecord(r) for r in page]
 
-        Records appended while this runs are ignored (it checks up to the head read first);
-        a concurrent prune can make it fail spuriously.
+    async def verify_audit(self, batch: int = 1000) -> VerifyResult:
+        """Verify the whole stored log against its anchor and head, ``batch`` records at a time
+        (memory stays bounded by one batch).
+
+        Checks every record's hash and link, that its index columns are the ones derived from
+        it, that nothing is missing up to the head and that nothing is stored after it.
+        Records appended while this runs are not checked (it stops at the head read first).
+        A concurrent prune can make it fail spuriously.
         """
+        if batch < 1:
+            raise InvalidInput("batch must be at least 1")
         bounds = await self.audit_bounds()
         verifier = ChainVerifier(bounds.anchor)
-        after: int | None = bounds.anchor.seq
+        after = bounds.anchor.seq
         while not verifier.failed:
-            page = await self.query_audit(limit=batch, order="asc", after_seq=after)
-            for record in page:
-                seq = record.get("seq")
+            page = await self.scan_audit(after, batch)
+            for row in page:
+                seq = row.record.get("seq")
+                if row.columns is not None:
+                    seq = row.columns[0]
                 if isinstance(seq, int) and seq > bounds.head.seq:
-                    return verifier.finish(bounds.head)
-                if not verifier.feed(record):
+                    return await self._past_head(verifier, seq, bounds.head)
+                if not verifier.feed(row.record, row.columns):
                     break
             if len(page) < batch:
                 break
-            after = page[-1]["seq"]
+            last = page[-1]
+            after = last.columns[0] if last.columns is not None else last.record["seq"]
         return verifier.finish(bounds.head)
+
+    async def _past_head(self, verifier: ChainVerifier, seq: int, head: ChainPoint) -> VerifyResult:
+        """A record after the head read first: appended since (fine, stop there), or planted
+        outside the store (the head, updated in every append's transaction, is still below)."""
+        if verifier.last.seq < head.seq:  # something before the head is missing
+            return verifier.finish(head)
+        current = (await self.audit_bounds()).head
+        if current.seq >= seq:
+            return verifier.finish(head)
+        return verifier.past_head(seq, current)
 
     # -- rollouts (state and lease locks of the rollout controllers) -----------------------
 
@@ -364,25 +398,6 @@ class Store(abc.ABC):
 def prepare_records(records: Sequence[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
     """Normalize records for :meth:`Store.append_audit` (see :func:`chain.prepare_record`)."""
     return [prepare_record(r, now) for r in records]
-
-
-def index_columns(
-    record: Mapping[str, Any],
-) -> tuple[float, str, str | None, str | None, str | None, str | None]:
-    """The indexed columns of a prepared record: time, kind, model, version, rule, request_id."""
-
-    def text(key: str) -> str | None:
-        v = record.get(key)
-        return None if v is None else str(v)
-
-    return (
-        float(record["time"]),
-        str(record["kind"]),
-        text("model"),
-        text("version"),
-        text("rule"),
-        text("request_id"),
-    )
 
 
 def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
