@@ -18,10 +18,17 @@ from typing import Any, TypeVar
 
 import click
 
-from modelrouter.audit.explain import explain as explain_record
+from modelrouter.audit import records
 from modelrouter.audit.explain import iso_time, summarize
+from modelrouter.audit.query import (
+    AuditQuery,
+    RequestExplanation,
+    check_kind,
+    explain_request,
+    run_query,
+)
 from modelrouter.config.durations import parse_duration, parse_time
-from modelrouter.errors import ModelRouterError
+from modelrouter.errors import InvalidInput, ModelRouterError
 from modelrouter.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +53,15 @@ def _when_option(ctx: click.Context, param: click.Parameter, value: str | None) 
         return parse_when(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _kind_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_kind(value)
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.message.removeprefix("kind: ")) from None
 
 
 def _age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -174,7 +190,11 @@ def tail(url: str, count: int, follow: bool, as_json: bool, interval: float) -> 
 @click.option("--model", help="Only records of this model.")
 @click.option("--version", "version", help="Only decisions served by this model version.")
 @click.option("--rule", help="Only decisions made by this rule.")
-@click.option("--kind", help="decision, change, admin or rollout.")
+@click.option(
+    "--kind",
+    callback=_kind_option,
+    help=f"One of: {', '.join(sorted(records.KINDS))}.",
+)
 @click.option("--request-id", help="Only the records of this request.")
 @click.option("--since", callback=_when_option, help="ISO time, or a duration ago (10m, 2h, 1d).")
 @click.option("--until", callback=_when_option, help="ISO time, or a duration ago.")
@@ -202,8 +222,8 @@ def query(
 ) -> None:
     """Records matching every filter given."""
 
-    async def body(store: Store) -> list[dict[str, Any]]:
-        return await store.query_audit(
+    try:
+        selected = AuditQuery(
             model=model,
             version=version,
             rule=rule,
@@ -214,6 +234,11 @@ def query(
             limit=limit,
             order="asc" if order == "asc" else "desc",
         )
+    except InvalidInput as exc:
+        raise click.UsageError(exc.message) from None
+
+    async def body(store: Store) -> list[dict[str, Any]]:
+        return await run_query(store, selected)
 
     _emit(run(url, body), as_json)
 
@@ -221,19 +246,28 @@ def query(
 @audit.command()
 @with_store
 @click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON as well.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON as well.")
 def explain(url: str, request_id: str, as_json: bool) -> None:
-    """Why REQUEST_ID was routed the way it was, in words."""
+    """Why REQUEST_ID was routed the way it was, in words.
 
-    async def body(store: Store) -> dict[str, Any] | None:
-        return await store.get_decision(request_id)
+    Every record with that id is shown (decisions, feedback); when a client reused the id for
+    several requests, each of their decisions is, and the first line says so.
+    """
 
-    record = run(url, body)
-    if record is None:
+    async def body(store: Store) -> RequestExplanation | None:
+        return await explain_request(store, request_id)
+
+    found = run(url, body)
+    if found is None:
         raise click.ClickException(f"no decision recorded for request id {request_id!r}")
-    click.echo(explain_record(record))
+    if found.note:
+        click.echo(f"Note: {found.note}.")
+    several = len(found.records) > 1
+    for record, text in zip(found.records, found.explanations, strict=True):
+        click.echo(f"[seq {record.get('seq', '?')}] {text}" if several else text)
     if as_json:
-        click.echo(json.dumps(record, ensure_ascii=False, sort_keys=True, indent=2))
+        shown = found.records if several else found.records[0]
+        click.echo(json.dumps(shown, ensure_ascii=False, sort_keys=True, indent=2))
 
 
 @audit.command()

@@ -1027,6 +1027,21 @@ def test_decision_explains_a_request(gw: Gateway) -> None:
     assert "no-such-request" in r.json()["error"]
 
 
+def test_a_reused_request_id_explains_every_request(gw: Gateway) -> None:
+    rid = f"reused-{time.time_ns()}"
+    first = served(infer(gw, "churn", {"x-request-id": rid, "x-user-id": "a"}))
+    eventually(lambda: len(audit(gw, request_id=rid)) == 1)
+    second = served(infer(gw, "churn", {"x-request-id": rid, "x-user-id": "b"}))
+    eventually(lambda: len(audit(gw, request_id=rid)) == 2)
+    found = decision(gw, rid)
+    assert found["duplicated"] is True
+    assert [r["request_id"] for r in found["records"]] == [rid, rid]
+    assert [r["served_by"] for r in found["records"]] == [first, second]
+    assert found["record"] == found["records"][-1]  # the newest, as before
+    assert len(found["explanations"]) == 2
+    assert f"request id '{rid}' was used by 2 requests" in found["note"]
+
+
 def test_audit_filters(gw: Gateway) -> None:
     t0 = time.time()
     time.sleep(0.01)
@@ -1077,6 +1092,8 @@ def test_audit_filters(gw: Gateway) -> None:
         ({"after_seq": "x"}, "after_seq"),
         ({"order": "sideways"}, "order"),
         ({"modle": "churn"}, "modle"),
+        ({"kind": "decisions"}, "kind"),
+        ({"limit": "100000"}, "limit"),
     ],
 )
 def test_bad_audit_filters_are_400(gw: Gateway, params: dict[str, str], fragment: str) -> None:

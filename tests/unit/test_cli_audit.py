@@ -128,6 +128,48 @@ def test_explain(tmp_path: Path) -> None:
     assert "no decision recorded for request id 'nope'" in missing.output
 
 
+def test_query_refuses_a_kind_that_does_not_exist(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    bad = CliRunner().invoke(audit, ["query", "--store", url, "--kind", "decisions"])
+    assert bad.exit_code == 2
+    assert "--kind" in bad.output
+    assert "unknown record kind 'decisions'" in bad.output
+    assert "known: admin, change, decision, feedback, gap, rollout" in bad.output
+    empty = invoke("query", "--store", url, "--kind", "feedback")  # known, none recorded
+    assert (empty.exit_code, empty.output) == (0, "")
+
+
+def test_explain_shows_every_request_that_reused_an_id(tmp_path: Path) -> None:
+    dup = [
+        {
+            "kind": "decision",
+            "request_id": "same",
+            "model": "churn",
+            "version": v,
+            "rule": "default",
+            "weights": {"v1": 50, "v2": 50},
+            "bucket": b,
+            "store_revision": 1,
+            "status": 200,
+            "latency_ms": 2.0,
+        }
+        for v, b in (("v1", 10), ("v2", 9000))
+    ]
+    url = seed(tmp_path / "s.db", dup)
+    result = invoke("explain", "same", "--store", url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Note: request id 'same' was used by 2 requests")
+    assert "decision records seq 2, 3" in lines[0]
+    assert lines[1].startswith("[seq 2] Request same at")
+    assert "chose v1" in lines[1]
+    assert lines[2].startswith("[seq 3] Request same at")
+    assert "chose v2" in lines[2]
+    as_json = invoke("explain", "same", "--json", "--store", url)
+    doc = json.loads(as_json.output[as_json.output.index("\n[\n") :])
+    assert [r["version"] for r in doc] == ["v1", "v2"]
+
+
 def test_verify_ok_and_tampered(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     url = seed(path)
