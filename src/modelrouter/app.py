@@ -25,6 +25,8 @@ from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
 from modelrouter.audit import records
+from modelrouter.audit.checkpoints import CheckpointWriter, open_sink
+from modelrouter.audit.signing import load_signing_key
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
@@ -192,6 +194,18 @@ async def prune_periodically(services: Services) -> None:
         await asyncio.sleep(retention.interval)
 
 
+def checkpoint_writer(loaded: LoadedConfig, store: Store) -> CheckpointWriter | None:
+    """The signer of ``server.audit.checkpoints``, or None; a bad key or sink is a ConfigError
+    at start, not a silent gap in the evidence."""
+    settings = loaded.config.server.audit.checkpoints
+    if settings is None:
+        return None
+    key_file = None if settings.keyFile is None else loaded.base_dir / settings.keyFile
+    key = load_signing_key(key_file, settings.keyEnv)
+    sink = open_sink(settings.sink, loaded.base_dir, settings.keep)
+    return CheckpointWriter(store, sink, key, settings.interval)
+
+
 @contextlib.asynccontextmanager
 async def running(services: Services) -> AsyncIterator[None]:
     """Start everything the gateway runs in the background; stop it all on exit."""
@@ -208,6 +222,9 @@ async def running(services: Services) -> AsyncIterator[None]:
         if server.watchConfig:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
+        signer = checkpoint_writer(services.loaded, services.store)
+        if signer is not None:
+            services.tasks.append(asyncio.create_task(signer.run()))
         await services.repository.load_all()
         services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
         if services.rollouts is not None:

@@ -282,3 +282,57 @@ def test_tail_follow_prints_new_records(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_keygen_checkpoint_and_verify_with_checkpoints(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    url = seed(path)
+    key = tmp_path / "audit.key"
+    made = invoke("keygen", "--out", str(key))
+    assert made.exit_code == 0, made.output
+    assert "key id:" in made.output
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert b"PUBLIC KEY" in (tmp_path / "audit.key.pub").read_bytes()
+    again = CliRunner().invoke(audit, ["keygen", "--out", str(key)])
+    assert again.exit_code == 1
+    assert "exists" in again.output
+
+    sink = str(tmp_path / "checkpoints.jsonl")
+    wrote = invoke("checkpoint", "--store", url, "--sink", sink, "--key-file", str(key))
+    assert wrote.exit_code == 0, wrote.output
+    assert "checkpoint: seq 11" in wrote.output
+    pub = str(tmp_path / "audit.key.pub")
+    ok = invoke("verify", "--store", url, "--checkpoints", sink, "--public-key", pub)
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("OK: 11 records verified; 1 checkpoints signed by key ")
+    unkeyed = CliRunner().invoke(audit, ["verify", "--store", url, "--checkpoints", sink])
+    assert unkeyed.exit_code == 0
+    assert "give --public-key" in unkeyed.output
+
+    with sqlite3.connect(path) as conn:  # cut the newest two and set the head back
+        (digest,) = conn.execute("SELECT hash FROM mr_audit WHERE seq = 9").fetchone()
+        conn.execute("DELETE FROM mr_audit WHERE seq > 9")
+        conn.execute("UPDATE mr_state SET head_seq = 9, head_hash = ?", (digest,))
+    plain = invoke("verify", "--store", url)
+    assert (plain.exit_code, plain.output) == (0, "OK: 9 records verified\n")
+    caught = CliRunner().invoke(
+        audit, ["verify", "--store", url, "--checkpoints", sink, "--public-key", pub]
+    )
+    assert caught.exit_code == 1
+    assert "FAILED at seq 10: a checkpoint signed at" in caught.output
+    assert "records 10..11 were removed" in caught.output
+
+
+def test_checkpoint_options_are_checked(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    lone = CliRunner().invoke(audit, ["verify", "--store", url, "--public-key", "k.pub"])
+    assert lone.exit_code == 2
+    assert "--public-key needs --checkpoints" in lone.output
+    missing = CliRunner().invoke(
+        audit, ["verify", "--store", url, "--checkpoints", str(tmp_path / "none.jsonl")]
+    )
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.output
+    nokey = CliRunner().invoke(audit, ["checkpoint", "--store", url, "--sink", "x.jsonl"])
+    assert nokey.exit_code == 2
+    assert "give --key-file or --key-env" in nokey.output

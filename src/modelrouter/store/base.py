@@ -305,6 +305,15 @@ class Store(abc.ABC):
         page = await self.query_audit(limit=limit, order="asc", after_seq=after_seq)
         return [StoredRecord(r) for r in page]
 
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        """The stored ``hash`` of each of ``seqs`` that is in the log (checkpoint checks)."""
+        out: dict[int, str] = {}
+        for seq in seqs:
+            page = await self.scan_audit(seq - 1, 1)
+            if page and page[0].record.get("seq") == seq:
+                out[seq] = page[0].record["hash"]
+        return out
+
     async def verify_audit(self, batch: int = 1000) -> VerifyResult:
         """Verify the whole stored log against its anchor and head, ``batch`` records at a time
         (memory stays bounded by one batch).

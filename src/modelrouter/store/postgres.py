@@ -461,6 +461,16 @@ class PostgresStore(Store):
 
         return await self._op(read)
 
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+        query = f"SELECT seq, hash FROM {self._t_audit} WHERE seq = ANY(%s)"
+
+        async def read(conn: Conn) -> dict[int, str]:
+            cur = await conn.execute(query, (wanted,))
+            return {int(seq): digest for seq, digest in await cur.fetchall()}
+
+        return await self._op(read)
+
     async def prune_audit(
         self,
         max_age: float | None = None,

@@ -382,6 +382,20 @@ class SQLiteStore(Store):
 
         return await self._run(self._read, read)
 
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+
+        def read(conn: sqlite3.Connection) -> dict[int, str]:
+            out: dict[int, str] = {}
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT seq, hash FROM mr_audit WHERE seq IN ({marks})"
+                out.update(conn.execute(query, chunk).fetchall())
+            return out
+
+        return await self._run(self._read, read)
+
     async def prune_audit(
         self,
         max_age: float | None = None,
