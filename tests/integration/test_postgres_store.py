@@ -281,3 +281,53 @@ def test_watch_sees_a_put_from_another_process(pg_url: str, tmp_path: Path) -> N
             assert (await store.get_routing())["churn"].actor == "other-process"
 
     run(main())
+
+
+def test_a_truncated_log_with_a_rewritten_head_fails_verify_checkpoints(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from modelrouter.audit.checkpoints import FileSink, verify_checkpoints, write_checkpoint
+    from modelrouter.audit.signing import SigningKey
+
+    key = SigningKey.generate()
+    sink = FileSink(tmp_path / "checkpoints.jsonl")
+    table = f'"{parse_postgres_url(pg_url)[1]}"'
+
+    async def fill() -> None:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(i) for i in range(8)])
+            await write_checkpoint(store, sink, key)
+
+    run(fill())
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        row = conn.execute(f"SELECT hash FROM {table}.mr_audit WHERE seq = 5").fetchone()
+        assert row is not None
+        conn.execute(f"DELETE FROM {table}.mr_audit WHERE seq > 5")
+        conn.execute(f"UPDATE {table}.mr_state SET head_seq = 5, head_hash = %s", (row[0],))
+
+    async def check() -> tuple[bool, bool, int | None, str]:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(50)])  # a new seq 6 on the cut log
+            plain = await store.verify_audit()
+            signed = await verify_checkpoints(store, sink.lines(), key.public)
+            return plain.ok, signed.ok, signed.first_bad_seq, signed.reason
+
+    result = run(check())
+    assert isinstance(result, tuple)
+    plain_ok, signed_ok, bad, reason = result
+    assert plain_ok
+    assert (signed_ok, bad) == (False, 7)
+    assert "says the log reached seq 8, but the store's head is seq 6" in reason
+
+
+def test_audit_hashes_reads_the_stored_hashes(pg_url: str) -> None:
+    async def main() -> None:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(i) for i in range(3)])
+            page = await store.scan_audit(0, 10)
+            hashes = await store.audit_hashes([3, 1, 99])
+            assert hashes == {1: page[0].record["hash"], 3: page[2].record["hash"]}
+            assert page[1].columns is not None
+            assert page[1].columns[:3] == (2, page[1].record["time"], "decision")
+
+    run(main())
