@@ -153,18 +153,15 @@ def index_columns(
 ) -> tuple[float, str, str | None, str | None, str | None, str | None]:
     """The index columns after ``seq`` of a prepared record: time, kind, model, version, rule,
     request_id (text, or None when the record has no such field)."""
-
-    def text(key: str) -> str | None:
-        v = record.get(key)
-        return None if v is None else str(v)
-
+    get = record.get
+    model, version, rule, rid = get("model"), get("version"), get("rule"), get("request_id")
     return (
         float(record["time"]),
         str(record["kind"]),
-        text("model"),
-        text("version"),
-        text("rule"),
-        text("request_id"),
+        None if model is None else str(model),
+        None if version is None else str(version),
+        None if rule is None else str(rule),
+        None if rid is None else str(rid),
     )
 
 
@@ -177,13 +174,15 @@ def check_columns(record: Mapping[str, Any], columns: IndexRow) -> str | None:
         derived: tuple[Any, ...] = (record.get("seq"), *index_columns(record))
     except (KeyError, TypeError, ValueError) as exc:
         return f"its index columns cannot be derived from the record ({exc})"
-    for name, stored, want in zip(INDEX_COLUMNS, columns, derived, strict=True):
+    if columns == derived:
+        return None
+    for name, stored, want in zip(INDEX_COLUMNS, columns, derived, strict=False):
         if stored != want:
             return (
                 f"its column {name} is {stored!r} but the hashed record says {want!r}: "
                 f"the row was edited after it was written (queries by {name} would lie)"
             )
-    return None
+    return f"it has {len(columns)} index columns, not {len(derived)}"
 
 
 def record_hash(prev_hash: str, record: Mapping[str, Any]) -> str:

@@ -86,11 +86,13 @@ def decision(
         "status": status,
         "latency_ms": latency_ms,
     }
+    if time is not None:  # inline rather than _with_time: this runs once per request
+        record["time"] = time
     if prediction is not None:
         record["prediction"] = prediction
     if error is not None:
         record["error"] = error
-    return _with_time(record, time)
+    return record
 
 
 def routing_change(
