@@ -25,8 +25,7 @@ from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
 from modelrouter.audit import records
-from modelrouter.audit.checkpoints import CheckpointWriter, open_sink
-from modelrouter.audit.signing import load_signing_key
+from modelrouter.audit.checkpoints import CheckpointWriter, configured_signer
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
@@ -195,14 +194,12 @@ async def prune_periodically(services: Services) -> None:
 
 
 def checkpoint_writer(loaded: LoadedConfig, store: Store) -> CheckpointWriter | None:
-    """The signer of ``server.audit.checkpoints``, or None; a bad key or sink is a ConfigError
-    at start, not a silent gap in the evidence."""
+    """The background signer of ``server.audit.checkpoints``, or None."""
     settings = loaded.config.server.audit.checkpoints
-    if settings is None:
+    signer = configured_signer(settings, loaded.base_dir)
+    if settings is None or signer is None:
         return None
-    key_file = None if settings.keyFile is None else loaded.base_dir / settings.keyFile
-    key = load_signing_key(key_file, settings.keyEnv)
-    sink = open_sink(settings.sink, loaded.base_dir, settings.keep)
+    key, sink = signer
     return CheckpointWriter(store, sink, key, settings.interval)
 
 

@@ -336,3 +336,25 @@ def test_checkpoint_options_are_checked(tmp_path: Path) -> None:
     nokey = CliRunner().invoke(audit, ["checkpoint", "--store", url, "--sink", "x.jsonl"])
     assert nokey.exit_code == 2
     assert "give --key-file or --key-env" in nokey.output
+
+
+def test_validate_and_serve_report_an_unreadable_checkpoint_key(tmp_path: Path) -> None:
+    from modelrouter.cli import main
+
+    models = Path(__file__).resolve().parents[2] / "examples" / "churn" / "models"
+    (tmp_path / "models").symlink_to(models)
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(
+        "server:\n"
+        "  audit:\n"
+        "    checkpoints: {sink: checkpoints.jsonl, keyFile: missing.key}\n"
+        "models:\n"
+        "  churn:\n"
+        "    versions:\n"
+        "      v1: {storageUri: ./models/churn/v1, modelFormat: sklearn}\n"
+    )
+    for command in ("validate", "serve"):
+        result = CliRunner().invoke(main, [command, str(config)])
+        assert result.exit_code == 1, result.output
+        assert "checkpoint key file" in result.output
+        assert "missing.key" in result.output

@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from modelrouter.audit.chain import ChainPoint, VerifyResult, canonical_json
-from modelrouter.audit.signing import PublicKey, SigningKey
+from modelrouter.audit.signing import PublicKey, SigningKey, load_signing_key
 from modelrouter.errors import ConfigError, InvalidInput, ModelRouterError, StoreError
 
 if TYPE_CHECKING:
+    from modelrouter.config.schema import CheckpointSettings
     from modelrouter.store.base import Store
 
 log = logging.getLogger("modelrouter.audit")
@@ -243,6 +244,18 @@ def open_sink(target: str, base_dir: Path | None = None, keep: int = 10_000) -> 
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return FileSink(path)
+
+
+def configured_signer(
+    settings: CheckpointSettings | None, base_dir: Path
+) -> tuple[SigningKey, Sink] | None:
+    """The key and sink of ``server.audit.checkpoints`` (None when not configured). A key
+    that cannot be read is a ConfigError, so ``validate`` and ``serve`` report it up front."""
+    if settings is None:
+        return None
+    key_file = None if settings.keyFile is None else base_dir / settings.keyFile
+    key = load_signing_key(key_file, settings.keyEnv)
+    return key, open_sink(settings.sink, base_dir, settings.keep)
 
 
 # -- writing -------------------------------------------------------------------------------
