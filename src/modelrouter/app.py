@@ -25,6 +25,8 @@ from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
+from modelrouter.audit import records
+from modelrouter.audit.checkpoints import CheckpointWriter, configured_signer
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
@@ -162,19 +164,15 @@ async def watch_mlflow_aliases(services: Services) -> None:
     async def record(move: AliasMove) -> None:
         await services.store.append_audit(
             [
-                {
-                    "kind": "admin",
-                    "actor": "mlflow-alias-watch",
-                    "action": "alias-moved",
-                    "model": move.model,
-                    "version": move.version,
-                    "before": move.before,
-                    "after": move.after,
-                    "reason": (
-                        f"{move.name}@{move.alias} moved to version {move.after}"
-                        + (f"; not swapped: {move.error}" if move.error else "; swapped in")
-                    ),
-                }
+                records.alias_moved(
+                    model=move.model,
+                    version=move.version,
+                    registered_model=move.name,
+                    alias=move.alias,
+                    before=move.before,
+                    after=move.after,
+                    error=move.error,
+                )
             ]
         )
 
@@ -196,6 +194,16 @@ async def prune_periodically(services: Services) -> None:
         await asyncio.sleep(retention.interval)
 
 
+def checkpoint_writer(loaded: LoadedConfig, store: Store) -> CheckpointWriter | None:
+    """The background signer of ``server.audit.checkpoints``, or None."""
+    settings = loaded.config.server.audit.checkpoints
+    signer = configured_signer(settings, loaded.base_dir)
+    if settings is None or signer is None:
+        return None
+    key, sink = signer
+    return CheckpointWriter(store, sink, key, settings.interval)
+
+
 @contextlib.asynccontextmanager
 async def running(services: Services) -> AsyncIterator[None]:
     """Start everything the gateway runs in the background; stop it all on exit."""
@@ -212,6 +220,9 @@ async def running(services: Services) -> AsyncIterator[None]:
         if server.watchConfig:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
+        signer = checkpoint_writer(services.loaded, services.store)
+        if signer is not None:
+            services.tasks.append(asyncio.create_task(signer.run()))
         await services.repository.load_all()
         services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
         if services.rollouts is not None:

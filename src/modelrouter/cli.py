@@ -10,6 +10,7 @@ import click
 import yaml
 
 from modelrouter._version import __version__
+from modelrouter.audit.checkpoints import configured_signer
 from modelrouter.cli_audit import audit
 from modelrouter.cli_rollout import rollout
 from modelrouter.config.loader import LoadedConfig, line_of, load_config
@@ -76,6 +77,7 @@ def validate(config: Path) -> None:
     """Check CONFIG: schema, rules, formats and model files. Exit 0 when all is well."""
     try:
         loaded = load_config(config)
+        configured_signer(loaded.config.server.audit.checkpoints, loaded.base_dir)
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
@@ -118,6 +120,7 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
     )
     try:
         loaded = load_config(config)
+        configured_signer(loaded.config.server.audit.checkpoints, loaded.base_dir)
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)

@@ -1,4 +1,4 @@
-"""``modelrouter audit``: read, explain, verify and prune the audit log of a store.
+"""``modelrouter audit``: read, explain, verify, prune and checkpoint the audit log of a store.
 
 Every command takes ``--store URL`` (or ``$MODELROUTER_STORE``) or ``--config FILE`` (its
 ``server.store``). Attach with ``main.add_command(audit)``.
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -18,10 +19,25 @@ from typing import Any, TypeVar
 
 import click
 
-from modelrouter.audit.explain import explain as explain_record
+from modelrouter.audit import records
+from modelrouter.audit.checkpoints import (
+    Checkpoint,
+    CheckpointResult,
+    open_sink,
+    verify_checkpoints,
+    write_checkpoint,
+)
 from modelrouter.audit.explain import iso_time, summarize
+from modelrouter.audit.query import (
+    AuditQuery,
+    RequestExplanation,
+    check_kind,
+    explain_request,
+    run_query,
+)
+from modelrouter.audit.signing import PublicKey, SigningKey, load_public_key, load_signing_key
 from modelrouter.config.durations import parse_duration, parse_time
-from modelrouter.errors import ModelRouterError
+from modelrouter.errors import InvalidInput, ModelRouterError
 from modelrouter.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +62,15 @@ def _when_option(ctx: click.Context, param: click.Parameter, value: str | None) 
         return parse_when(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _kind_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_kind(value)
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.message.removeprefix("kind: ")) from None
 
 
 def _age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -174,7 +199,11 @@ def tail(url: str, count: int, follow: bool, as_json: bool, interval: float) -> 
 @click.option("--model", help="Only records of this model.")
 @click.option("--version", "version", help="Only decisions served by this model version.")
 @click.option("--rule", help="Only decisions made by this rule.")
-@click.option("--kind", help="decision, change, admin or rollout.")
+@click.option(
+    "--kind",
+    callback=_kind_option,
+    help=f"One of: {', '.join(sorted(records.KINDS))}.",
+)
 @click.option("--request-id", help="Only the records of this request.")
 @click.option("--since", callback=_when_option, help="ISO time, or a duration ago (10m, 2h, 1d).")
 @click.option("--until", callback=_when_option, help="ISO time, or a duration ago.")
@@ -202,8 +231,8 @@ def query(
 ) -> None:
     """Records matching every filter given."""
 
-    async def body(store: Store) -> list[dict[str, Any]]:
-        return await store.query_audit(
+    try:
+        selected = AuditQuery(
             model=model,
             version=version,
             rule=rule,
@@ -214,6 +243,11 @@ def query(
             limit=limit,
             order="asc" if order == "asc" else "desc",
         )
+    except InvalidInput as exc:
+        raise click.UsageError(exc.message) from None
+
+    async def body(store: Store) -> list[dict[str, Any]]:
+        return await run_query(store, selected)
 
     _emit(run(url, body), as_json)
 
@@ -221,42 +255,167 @@ def query(
 @audit.command()
 @with_store
 @click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON as well.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON as well.")
 def explain(url: str, request_id: str, as_json: bool) -> None:
-    """Why REQUEST_ID was routed the way it was, in words."""
+    """Why REQUEST_ID was routed the way it was, in words.
 
-    async def body(store: Store) -> dict[str, Any] | None:
-        return await store.get_decision(request_id)
+    Every record with that id is shown (decisions, feedback); when a client reused the id for
+    several requests, each of their decisions is, and the first line says so.
+    """
 
-    record = run(url, body)
-    if record is None:
+    async def body(store: Store) -> RequestExplanation | None:
+        return await explain_request(store, request_id)
+
+    found = run(url, body)
+    if found is None:
         raise click.ClickException(f"no decision recorded for request id {request_id!r}")
-    click.echo(explain_record(record))
+    if found.note:
+        click.echo(f"Note: {found.note}.")
+    several = len(found.records) > 1
+    for record, text in zip(found.records, found.explanations, strict=True):
+        click.echo(f"[seq {record.get('seq', '?')}] {text}" if several else text)
     if as_json:
-        click.echo(json.dumps(record, ensure_ascii=False, sort_keys=True, indent=2))
+        shown = found.records if several else found.records[0]
+        click.echo(json.dumps(shown, ensure_ascii=False, sort_keys=True, indent=2))
 
 
 @audit.command()
 @with_store
-def verify(url: str) -> None:
-    """Check the hash chain: exit 0 if no record was edited, deleted or reordered."""
+@click.option(
+    "--checkpoints",
+    "sink",
+    metavar="SINK",
+    help="Also check the signed checkpoints in this file or s3://bucket/key.",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The checkpoints' public key (PEM; a private key file works too).",
+)
+def verify(url: str, sink: str | None, public_key: Path | None) -> None:
+    """Check the hash chain: exit 0 if no record was edited, deleted or reordered.
+
+    With --checkpoints, also check the signed checkpoints written outside the store: they
+    detect a log cut short or rewritten together with its head, which the chain alone cannot.
+    """
+    if public_key is not None and sink is None:
+        raise click.UsageError("--public-key needs --checkpoints SINK")
+    if sink is not None:
+        _verify_checkpoints(url, sink, public_key)
+        return
 
     async def body(store: Store) -> Any:
         return await store.verify_audit(), await store.audit_bounds()
 
     result, bounds = run(url, body)
     if result.ok:
-        since = (
-            f" (from seq {bounds.anchor.seq + 1}; older ones pruned)" if bounds.anchor.seq else ""
-        )
-        click.echo(f"OK: {result.checked} records verified{since}")
+        click.echo(f"OK: {result.checked} records verified{_pruned(bounds.anchor.seq)}")
         return
-    click.echo(
-        f"FAILED at seq {result.first_bad_seq}: {result.reason} "
-        f"({result.checked} records verified before it)",
-        err=True,
-    )
+    _failed(result.first_bad_seq, result.reason, result.checked)
+
+
+def _pruned(anchor_seq: int) -> str:
+    return f" (from seq {anchor_seq + 1}; older ones pruned)" if anchor_seq else ""
+
+
+def _failed(seq: int | None, reason: str, checked: int) -> None:
+    where = f"at seq {seq}" if seq is not None else "(checkpoints)"
+    click.echo(f"FAILED {where}: {reason} ({checked} records verified before it)", err=True)
     sys.exit(1)
+
+
+def _verify_checkpoints(url: str, target: str, public_key: Path | None) -> None:
+    try:
+        key = None if public_key is None else load_public_key(public_key)
+        sink = open_sink(target)
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def body(store: Store) -> tuple[CheckpointResult, int]:
+        result = await verify_checkpoints(store, sink.lines(), key)
+        return result, (await store.audit_bounds()).anchor.seq
+
+    result, anchor_seq = run(url, body)
+    chain = result.chain
+    if not result.ok:
+        _failed(result.first_bad_seq, result.reason, chain.checked)
+    newest = result.newest
+    assert newest is not None  # ok means at least one checkpoint verified
+    click.echo(
+        f"OK: {chain.checked} records verified{_pruned(anchor_seq)}; "
+        f"{result.checkpoints} checkpoints signed by key {PublicKey.from_hex(newest.key).key_id} "
+        f"agree (newest: seq {newest.seq} at {iso_time(newest.time)}"
+        + (f", {result.pruned} before the pruned part" if result.pruned else "")
+        + ")"
+    )
+    if not result.key_given:
+        click.echo(
+            "warning: checked against the key inside the checkpoints; give --public-key to "
+            "rule out checkpoints forged with another key",
+            err=True,
+        )
+
+
+@audit.command()
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key file to write (the public key goes to OUT.pub).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def keygen(out: Path, force: bool) -> None:
+    """Make an Ed25519 key pair for signed audit checkpoints.
+
+    The private key (OUT, readable by its owner only) goes to the gateways
+    (server.audit.checkpoints.keyFile, or its text in the variable named by keyEnv); the
+    public key (OUT.pub) goes to whoever runs `audit verify --checkpoints`.
+    """
+    pub = out.with_name(out.name + ".pub")
+    for path in (out, pub):
+        if path.exists() and not force:
+            raise click.ClickException(f"{path} exists (give --force to overwrite it)")
+    try:
+        key = SigningKey.generate()
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.pem())
+        os.chmod(out, 0o600)
+        pub.write_bytes(key.public.pem())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the key: {exc}") from None
+    click.echo(f"private key: {out}\npublic key:  {pub}\nkey id:      {key.public.key_id}")
+
+
+@audit.command()
+@with_store
+@click.option("--sink", required=True, help="File path or s3://bucket/key to append to.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The private key (PEM).",
+)
+@click.option("--key-env", metavar="NAME", help="Environment variable holding the private key.")
+def checkpoint(url: str, sink: str, key_file: Path | None, key_env: str | None) -> None:
+    """Sign the log's head now and append the checkpoint to SINK (what a gateway with
+    server.audit.checkpoints does every interval; for cron or before a backup)."""
+    if (key_file is None) == (key_env is None):
+        raise click.UsageError("give --key-file or --key-env (one of them)")
+    try:
+        key = load_signing_key(key_file, key_env)
+        target = open_sink(sink)
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def body(store: Store) -> Checkpoint:
+        return await write_checkpoint(store, target, key)
+
+    c = run(url, body)
+    click.echo(f"checkpoint: seq {c.seq} hash {c.hash[:16]}... at {iso_time(c.time)} -> {sink}")
 
 
 @audit.command()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modelrouter._version import __version__
+from modelrouter.audit import records
 from modelrouter.config.schema import BatcherSpec, Config
 from modelrouter.errors import (
     FaultInjected,
@@ -298,32 +299,28 @@ class DataPlane:
             )
         if self.audit is None:
             return
-        record: dict[str, Any] = {
-            "kind": "decision",
-            "time": time.time(),
-            "request_id": request_id,
-            "model": decision.model,
-            "version": decision.version,
-            "served_by": served,
-            "pinned": pinned,
-            "rule": decision.rule_name,
-            "matched": list(decision.matched),
-            # a sticky key's bucket; a key-less draw is not a bucket the user keeps
-            "bucket": decision.bucket if decision.sticky else None,
-            "sticky": decision.sticky,
-            "weights": dict(decision.weights),
-            "shadows": list(decision.mirrors),
-            "fallbacks": fallbacks,
-            "table_version": decision.table_version,
-            "status": status,
-            "latency_ms": round(latency * 1000, 3),
-        }
-        if prediction is not None:
-            record["prediction"] = prediction
-        if error is not None:
-            record["error"] = (
-                error.message if isinstance(error, ModelRouterError) else type(error).__name__
-            )
+        record = records.decision(
+            time=time.time(),
+            request_id=request_id,
+            model=decision.model,
+            version=decision.version,
+            served_by=served,
+            pinned=pinned,
+            rule=decision.rule_name,
+            matched=decision.matched,
+            bucket=decision.bucket,
+            sticky=decision.sticky,
+            weights=decision.weights,
+            shadows=decision.mirrors,
+            fallbacks=fallbacks,
+            store_revision=decision.table_version,
+            status=status,
+            latency_ms=round(latency * 1000, 3),
+            prediction=prediction,
+            error=None
+            if error is None
+            else (error.message if isinstance(error, ModelRouterError) else type(error).__name__),
+        )
         if self.durable:
             await self.audit.submit_durable(record)
         else:

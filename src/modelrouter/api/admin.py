@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
-from modelrouter.audit.explain import explain
-from modelrouter.config.durations import parse_time
+from modelrouter.audit import records
+from modelrouter.audit.query import AuditQuery, explain_request, run_query
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import InvalidInput, NotFound, Unauthorized
 from modelrouter.protocol.v2 import loads
@@ -107,16 +107,15 @@ class AdminApi:
         e = await (repo.load if load else repo.unload)(p["name"], p["version"])
         await self.store.append_audit(
             [
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": p["name"],
-                    "version": p["version"],
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
+                records.version_action(
+                    actor=actor,
+                    action="load" if load else "unload",
+                    model=p["name"],
+                    version=p["version"],
+                    before=before,
+                    after=e.state.value,
+                    reason=e.error or "",
+                )
             ]
         )
         return json_response(
@@ -135,53 +134,16 @@ class AdminApi:
 
     async def audit(self, request: Request) -> Response:
         self.authorize(request)
-        q = request.query_params
-        allowed = {
-            "model",
-            "version",
-            "rule",
-            "kind",
-            "request_id",
-            "since",
-            "until",
-            "limit",
-            "order",
-            "after_seq",
-        }
-        unknown = set(q) - allowed
-        if unknown:
-            raise InvalidInput(
-                f"unknown query parameter {sorted(unknown)[0]!r} "
-                f"(filters: {', '.join(sorted(allowed))})"
-            )
-        now = time.time()
-        args: dict[str, Any] = {
-            k: q[k] for k in ("model", "version", "rule", "kind", "request_id") if k in q
-        }
-        for k in ("since", "until"):
-            if k in q:
-                try:
-                    args[k] = parse_time(q[k], now)
-                except ValueError as exc:
-                    raise InvalidInput(f"{k}: {exc}") from None
-        for k in ("limit", "after_seq"):
-            if k in q:
-                try:
-                    args[k] = int(q[k])
-                except ValueError:
-                    raise InvalidInput(f"{k} must be an integer, got {q[k]!r}") from None
-        if "order" in q:
-            args["order"] = q["order"]
-        records = await self.store.query_audit(**args)
-        return json_response({"records": records})
+        query = AuditQuery.from_params(request.query_params, time.time())
+        return json_response({"records": await run_query(self.store, query)})
 
     async def decision(self, request: Request) -> Response:
         self.authorize(request)
         rid = request.path_params["request_id"]
-        record = await self.store.get_decision(rid)
-        if record is None:
+        found = await explain_request(self.store, rid)
+        if found is None:
             raise NotFound(f"no decision recorded for request id '{rid}'")
-        return json_response({"record": record, "explanation": explain(record)})
+        return json_response(found.to_json())
 
     async def verify(self, request: Request) -> Response:
         self.authorize(request)

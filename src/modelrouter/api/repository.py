@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
+from modelrouter.audit import records as audit_records
 from modelrouter.errors import InvalidInput, ModelNotReady
 from modelrouter.runtime.repository import ModelRepository, VersionEntry
 from modelrouter.store.base import Store
@@ -86,16 +87,15 @@ class RepositoryApi:
             else:
                 await self.repository.unload(e.model, e.version)
             records.append(
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": e.model,
-                    "version": e.version,
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
+                audit_records.version_action(
+                    actor=actor,
+                    action="load" if load else "unload",
+                    model=e.model,
+                    version=e.version,
+                    before=before,
+                    after=e.state.value,
+                    reason=e.error or "",
+                )
             )
         await self.store.append_audit(records)
         # with a token configured the caller has proven to be the admin; without one the API

@@ -93,6 +93,28 @@ class RetentionSettings(Strict):
     """How often the gateway prunes."""
 
 
+class CheckpointSettings(Strict):
+    """Signed checkpoints of the audit head, written outside the store (see docs/audit.md)."""
+
+    sink: str = Field(min_length=1)
+    """A file path (appended to; relative to the config file) or ``s3://bucket/key``."""
+    keyFile: str | None = None
+    """PEM file of the Ed25519 private key (``modelrouter audit keygen``); relative to the
+    config file."""
+    keyEnv: str | None = None
+    """Name of an environment variable holding the private key (PEM, or 32 bytes base64)."""
+    interval: Duration = Field(60.0, gt=0)
+    """How often the head is signed (only when it moved since the last checkpoint)."""
+    keep: int = Field(10_000, ge=1)
+    """An S3 sink keeps the newest this many checkpoints (S3 cannot append)."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> CheckpointSettings:
+        if (self.keyFile is None) == (self.keyEnv is None):
+            raise ValueError("checkpoints: give keyFile or keyEnv (exactly one)")
+        return self
+
+
 class AuditSettings(Strict):
     enabled: bool = True
     """One record per routing decision; changes and admin actions are always recorded."""
@@ -102,6 +124,8 @@ class AuditSettings(Strict):
     flushInterval: Duration = 0.05
     maxQueue: int = Field(100_000, ge=1)
     retention: RetentionSettings | None = None
+    checkpoints: CheckpointSettings | None = None
+    """Optional: sign the head every interval and write it to an outside sink."""
 
 
 class ShadowSettings(Strict):

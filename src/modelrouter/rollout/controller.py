@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from modelrouter.audit import records
 from modelrouter.config.rollouts import RolloutSpec
 from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelRouterError, NotFound
@@ -287,26 +288,25 @@ class _Step:
         self.c._report(state)
         if not audit:
             return
-        record = {
-            "kind": "rollout",
-            "actor": actor or self.c.actor,
-            "rollout": self.c.name,
-            "model": self.spec.model,
-            "rule": self.spec.rule,
-            "version": self.spec.canary,
-            "strategy": self.spec.strategy,
-            "action": action,
-            "phaseBefore": before.phase,
-            "phase": state.phase,
-            "weights": state.weights,
-            "failedChecks": state.failedChecks,
-            "iterations": state.iterations,
-            "reason": reason,
-            "checks": [c.to_json() for c in checks],
-            "figures": dict(figures or {}),
-            "webhooks": [h.to_json() for h in hooks or []],
-            "result": state.result,
-        }
+        record = records.rollout_step(
+            actor=actor or self.c.actor,
+            rollout=self.c.name,
+            model=self.spec.model,
+            rule=self.spec.rule,
+            canary=self.spec.canary,
+            strategy=self.spec.strategy,
+            action=action,
+            phase_before=before.phase,
+            phase=state.phase,
+            weights=state.weights,
+            failed_checks=state.failedChecks,
+            iterations=state.iterations,
+            reason=reason,
+            checks=[c.to_json() for c in checks],
+            figures=figures,
+            webhooks=[h.to_json() for h in hooks or []],
+            result=state.result,
+        )
         await self.c.store.append_audit([record])
         await self.event(state.phase, f"{action}: {reason}")
 
@@ -476,17 +476,15 @@ class _Step:
                 reason, ok = f"MLflow alias {alias!r} not moved: {exc.message}", False
         await self.c.store.append_audit(
             [
-                {
-                    "kind": "rollout",
-                    "actor": self.c.actor,
-                    "rollout": self.c.name,
-                    "model": self.spec.model,
-                    "version": self.spec.canary,
-                    "action": "mlflow-alias",
-                    "ok": ok,
-                    "phase": self.state.phase,
-                    "reason": reason,
-                }
+                records.rollout_alias(
+                    actor=self.c.actor,
+                    rollout=self.c.name,
+                    model=self.spec.model,
+                    canary=self.spec.canary,
+                    phase=self.state.phase,
+                    ok=ok,
+                    reason=reason,
+                )
             ]
         )
 

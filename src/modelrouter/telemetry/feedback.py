@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modelrouter.audit import records
 from modelrouter.errors import Conflict, InvalidInput, NotFound
 from modelrouter.protocol.types import Tensor
 from modelrouter.store.base import Store
@@ -278,22 +279,20 @@ class FeedbackService:
             result_score = score(joined.prediction, req.truth)
         if await self.store.query_audit(kind="feedback", request_id=rid, limit=1):
             raise Conflict(f"request_id: feedback for request {rid!r} was already given")
-        record: dict[str, Any] = {
-            "kind": "feedback",
-            "actor": actor,
-            "request_id": rid,
-            "model": joined.model,
-            "version": joined.version,
-            "truth": req.truth,
-            "reward": req.reward,
-        }
-        if result_score is not None:
-            record.update(
-                labels=result_score.labels,
-                correct=result_score.correct,
-                values=result_score.values,
-                abs_error=result_score.abs_error,
-            )
+        s = result_score
+        record = records.feedback(
+            actor=actor,
+            request_id=rid,
+            model=joined.model,
+            version=joined.version,
+            truth=req.truth,
+            reward=req.reward,
+            scored=s is not None,
+            labels=None if s is None else s.labels,
+            correct=None if s is None else s.correct,
+            values=None if s is None else s.values,
+            abs_error=None if s is None else s.abs_error,
+        )
         await self.store.append_audit([record])
         self.sink.feedback(joined.model, joined.version, result_score, req.reward)
         return FeedbackResult(rid, joined.model, joined.version, result_score, req.reward)

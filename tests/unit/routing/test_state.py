@@ -316,7 +316,7 @@ def test_update_bumps_versions_and_serves_at_once() -> None:
         assert state.document("ltv")["version"] == 1
 
         changes = await store.query_audit(kind="change", model="churn", order="asc", limit=None)
-        assert [(c["actor"], c["table_version"], c["reason"]) for c in changes] == [
+        assert [(c["actor"], c["routing_version"], c["reason"]) for c in changes] == [
             ("config-file", 1, "rules from the config file"),
             ("alice", 2, "all on v2"),
             ("bob", 3, "all on v3"),
