@@ -27,6 +27,7 @@ from modelrouter.api.rollouts import RolloutsApi
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
+from modelrouter.control import ControlPlane
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
@@ -59,6 +60,7 @@ class Services:
     audit: AuditWriter
     dataplane: DataPlane
     telemetry: Telemetry
+    control: ControlPlane
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
 
@@ -85,8 +87,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         workers = max(workers, BATCH_SIZE)
     shadow = ShadowRunner(dataplane.call_version, server.shadow.maxQueue, workers, telemetry)
     dataplane.shadow = shadow
-    services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
-    services.rollouts = build_manager(
+    rollouts = build_manager(
         config,
         store,
         routing,
@@ -94,7 +95,28 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         telemetry.metrics,
         alias_setter=mlflow_alias_setter(config, repository),
     )
-    return services
+    control = ControlPlane(
+        store,
+        routing,
+        repository,
+        rollouts=rollouts,
+        feedback=telemetry.feedback_service,
+        windows=telemetry.windows,
+        shadow=shadow,
+        window_seconds=server.telemetry.window,
+    )
+    return Services(
+        loaded,
+        store,
+        repository,
+        routing,
+        shadow,
+        audit,
+        dataplane,
+        telemetry,
+        control,
+        rollouts=rollouts,
+    )
 
 
 def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSetter:
@@ -245,8 +267,8 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     services = services or build_services(loaded)
     config = loaded.config
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
-    admin = AdminApi(services.dataplane, services.routing, services.store, token)
-    repository_api = RepositoryApi(services.repository, services.store, token)
+    admin = AdminApi(services.control, token)
+    repository_api = RepositoryApi(services.control, token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -261,11 +283,7 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
             *admin.routes(),
             *repository_api.routes(),
             *MetricsApi(services.telemetry.metrics).routes(),
-            *FeedbackApi(services.telemetry.feedback_service, token).routes(),
-            *(
-                RolloutsApi(services.rollouts, admin.authorize).routes()
-                if services.rollouts
-                else []
-            ),
+            *FeedbackApi(services.control, token).routes(),
+            *RolloutsApi(services.control, admin.authorize).routes(),
         ],
     )

@@ -184,9 +184,6 @@ class RestApi:
             doc["error"] = self.dp.not_ready_reason(p["name"], v)
         return json_response(doc, 200 if ok else 503, {MODEL_VERSION: v})
 
-    async def repository_index(self, request: Request) -> Response:
-        return json_response(self.dp.model_index())
-
     # ------------------------------------------------------------------ v2 infer
 
     async def infer_v2(self, request: Request) -> Response:
@@ -246,7 +243,6 @@ class RestApi:
             Route("/v2/health/ready", self.ready, methods=["GET"]),
             Route("/v2", self.server_metadata, methods=["GET"]),
             Route("/v2/", self.server_metadata, methods=["GET"]),
-            Route("/v2/repository/index", self.repository_index, methods=["GET", "POST"]),
             Route("/v2/models/{name}", self.model_metadata, methods=["GET"]),
             Route("/v2/models/{name}/ready", self.model_ready, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}", self.model_metadata, methods=["GET"]),
