@@ -144,7 +144,8 @@ def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSet
 
 
 async def watch_config_file(services: Services, interval: float = 1.0) -> None:
-    """Reload routing rules when the config file changes; an invalid file is refused."""
+    """Follow the config file: routing rules (what the file owns) and ``rollouts:``; an
+    invalid file is refused and the old state keeps serving."""
     source = services.loaded.source
     if source is None:
         return
@@ -160,7 +161,7 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
         previous, last = last, mtime
         try:
             loaded = await asyncio.to_thread(load_config, source)
-            changed = await services.routing.apply_config(loaded.config)
+            done = await services.control.reload_config(loaded.config)
         except ConfigError as exc:
             log.error("config file %s refused, the old routing keeps serving: %s", source, exc)
             continue
@@ -173,8 +174,11 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
         except Exception:
             log.exception("reloading %s failed; the old routing keeps serving", source)
             continue
-        if changed:
-            log.info("config file %s: new routing for %s", source, ", ".join(changed))
+        if done["routing"]:
+            log.info("config file %s: new routing for %s", source, ", ".join(done["routing"]))
+        for what in ("started", "restarted", "stopped"):
+            if done[what]:
+                log.info("config file %s: rollouts %s: %s", source, what, ", ".join(done[what]))
 
 
 async def watch_mlflow_aliases(services: Services) -> None:

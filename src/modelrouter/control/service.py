@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelrouter.config.schema import Config
 from modelrouter.control.audit import AuditFilter, AuditReads, VerifyReport
 from modelrouter.control.figures import FigureReader
 from modelrouter.errors import InvalidInput, ModelNotReady, NotFound
@@ -103,8 +104,13 @@ class ControlPlane:
         return {"models": out, "tableVersion": self.routing.table.version}
 
     async def get_routing(self, model: str) -> dict[str, Any]:
-        """The live routing document of ``model`` (rules, version, who wrote it, owners)."""
-        return self.routing.document(model)
+        """The live routing document of ``model``: rules, version, who wrote it, the owner of
+        each rule (an active rollout holds its rule whoever wrote last) and the rules the last
+        config-file import left alone."""
+        doc = self.routing.document(model)
+        active = await self.routing.active_rollouts(self.routing.file_config, model)
+        doc["owners"] = {r: active.get(r, o) for r, o in doc["owners"].items()}
+        return doc
 
     async def replace_routing(
         self,
@@ -124,7 +130,23 @@ class ControlPlane:
         ):
             raise InvalidInput("expectedVersion: must be a non-negative integer")
         await self.routing.update(model, document, actor, reason, expected_version)
-        return self.routing.document(model)
+        return await self.get_routing(model)
+
+    # ------------------------------------------------------------------ the config file
+
+    async def reload_config(self, config: Config) -> dict[str, Any]:
+        """A changed config file: rollouts added, changed or removed in ``rollouts:`` are
+        started, restarted or stopped, then the routing rules the file owns are imported.
+        Every gateway calls this on the edit; each change is written (and audited) once.
+        Returns what this gateway did and the rules left to other owners."""
+        done: dict[str, Any] = {"started": [], "restarted": [], "stopped": []}
+        if self.rollouts is not None:
+            done.update(await self.rollouts.reconcile(config.rollouts))
+        done["routing"] = await self.routing.apply_config(config)
+        done["leftAlone"] = {
+            m: [x.to_json() for x in left] for m, left in self.routing.left_alone.items() if left
+        }
+        return done
 
     # ------------------------------------------------------------------ rollouts
 

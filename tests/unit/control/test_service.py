@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -279,5 +279,93 @@ def test_version_figures_from_the_windows(tmp_path: Path) -> None:
             {"shadow": "v3", "compared": 10, "agreeing": 7, "agreement": 0.7}
         ]
         assert shadows["pairs"] == []
+
+    run(tmp_path, body)
+
+
+def default_weights(doc: dict[str, Any]) -> dict[str, int]:
+    rule = next(r for r in doc["http"] if r["name"] == "default")
+    return {d["destination"]: d["weight"] for d in rule["route"]}
+
+
+def test_pause_put_resume_status_reads_the_live_table(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        c = rig.control
+        assert c.rollouts is not None
+        await c.rollouts.tick_all()  # starts: 80/20
+        assert default_weights(await c.get_routing("churn")) == {"v1": 80, "v2": 20}
+        await c.rollout_command("churn-v2", "pause", "ann")
+        doc = await c.get_routing("churn")
+        rules = doc["http"]
+        rules[1]["route"] = [
+            {"destination": "v1", "weight": 90},
+            {"destination": "v2", "weight": 10},
+        ]
+        doc = await c.replace_routing("churn", {"http": rules}, "carol", "hold at 10")
+        assert doc["owners"]["default"] == "rollout/churn-v2"  # it runs on the rule
+        resumed = await c.rollout_command("churn-v2", "resume", "ann")
+        live = default_weights(await c.get_routing("churn"))
+        assert live == {"v1": 90, "v2": 10}
+        assert resumed["weights"] == live
+        assert resumed["canaryWeight"] == 10
+        status = await c.rollout_status("churn-v2")
+        assert (status["phase"], status["weights"]) == ("Progressing", live)
+
+    run(tmp_path, body)
+
+
+def test_a_rollback_result_survives_an_unrelated_file_edit(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        c = rig.control
+        assert c.rollouts is not None
+        await c.rollouts.tick_all()
+        await c.rollout_command("churn-v2", "abort", "ann")
+        assert default_weights(await c.get_routing("churn")) == {"v1": 100, "v2": 0}
+        eu = "route: [{destination: v2}]"
+        edited = parse_config(CONFIG.replace(eu, "route: [{destination: v1}]", 1))
+        done = await c.reload_config(edited)
+        assert done["routing"] == ["churn"]
+        doc = await c.get_routing("churn")
+        assert doc["http"][0]["route"] == [{"destination": "v1"}]  # the file's edit applies
+        assert default_weights(doc) == {"v1": 100, "v2": 0}  # the canary stays at 0
+        assert doc["owners"] == {"eu": "config-file", "default": "rollout/churn-v2"}
+        assert [x["rule"] for x in doc["leftAlone"]] == ["default"]
+        assert done["leftAlone"] == {"churn": doc["leftAlone"]}
+        (change,) = await c.audit_query(AuditFilter(kind="change", limit=1))
+        assert "left alone: default (held by rollout/churn-v2)" in change["reason"]
+
+    run(tmp_path, body)
+
+
+def test_rollouts_follow_the_config_file(tmp_path: Path) -> None:
+    async def body(rig: Rig) -> None:
+        c = rig.control
+        assert c.rollouts is not None
+        await c.rollouts.tick_all()
+        assert (await c.rollout_status("churn-v2"))["phase"] == "Progressing"
+        # changed: restarted, audited once
+        changed = parse_config(CONFIG.replace("stepWeight: 20", "stepWeight: 10"))
+        assert (await c.reload_config(changed))["restarted"] == ["churn-v2"]
+        assert (await c.reload_config(changed))["restarted"] == []
+        await c.rollouts.tick_all()
+        status = await c.rollout_status("churn-v2")
+        assert (status["phase"], status["weights"]) == ("Progressing", {"v1": 90, "v2": 10})
+        # removed: stopped where it is, audited; the rule keeps the live weights
+        removed = parse_config(CONFIG[: CONFIG.index("rollouts:")])
+        done = await c.reload_config(removed)
+        assert done["stopped"] == ["churn-v2"]
+        assert await c.list_rollouts() == []
+        rec = await rig.store.get_rollout("churn-v2")
+        assert rec is not None
+        assert rec.state["phase"] == "Stopped"
+        assert default_weights(await c.get_routing("churn")) == {"v1": 90, "v2": 10}
+        # added back: starts again
+        assert (await c.reload_config(changed))["started"] == ["churn-v2"]
+        await c.rollouts.tick_all()
+        assert (await c.rollout_status("churn-v2"))["phase"] == "Progressing"
+        actions = [
+            r["action"] for r in await c.audit_query(AuditFilter(kind="rollout", order="asc"))
+        ]
+        assert actions == ["start", "restart", "start", "stop", "restart", "start"]
 
     run(tmp_path, body)
