@@ -83,7 +83,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     with psycopg.connect(PG, connect_timeout=5, autocommit=True) as conn:
         conn.execute("SELECT 1")
     config = write_config(tmp_path_factory.mktemp("two-gateways"), store)
-    env = {"MODELROUTER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(ROOT / "tests")}
+    # this tree's code (not whatever the venv points at), and the test fixtures
+    env = {"MODELROUTER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}"}
     try:
         with (
             gateway_process(config, env=env) as url1,

@@ -158,7 +158,8 @@ class ControlPlane:
     async def list_rollouts(self) -> list[dict[str, Any]]:
         if self.rollouts is None:
             return []
-        return [await c.status() for c in self.rollouts.controllers.values()]
+        # a copy: a config reload may add or remove rollouts while the statuses are read
+        return [await c.status() for c in list(self.rollouts.controllers.values())]
 
     async def rollout_status(self, name: str, history: int = 50) -> dict[str, Any]:
         """The rollout's state (weights as the live table has them) and its last steps."""
