@@ -30,6 +30,7 @@ from modelrouter.audit.checkpoints import CheckpointWriter, configured_signer
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
+from modelrouter.control import ControlPlane
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
@@ -62,6 +63,7 @@ class Services:
     audit: AuditWriter
     dataplane: DataPlane
     telemetry: Telemetry
+    control: ControlPlane
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
 
@@ -88,8 +90,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         workers = max(workers, BATCH_SIZE)
     shadow = ShadowRunner(dataplane.call_version, server.shadow.maxQueue, workers, telemetry)
     dataplane.shadow = shadow
-    services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
-    services.rollouts = build_manager(
+    rollouts = build_manager(
         config,
         store,
         routing,
@@ -97,7 +98,28 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         telemetry.metrics,
         alias_setter=mlflow_alias_setter(config, repository),
     )
-    return services
+    control = ControlPlane(
+        store,
+        routing,
+        repository,
+        rollouts=rollouts,
+        feedback=telemetry.feedback_service,
+        windows=telemetry.windows,
+        shadow=shadow,
+        window_seconds=server.telemetry.window,
+    )
+    return Services(
+        loaded,
+        store,
+        repository,
+        routing,
+        shadow,
+        audit,
+        dataplane,
+        telemetry,
+        control,
+        rollouts=rollouts,
+    )
 
 
 def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSetter:
@@ -125,7 +147,8 @@ def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSet
 
 
 async def watch_config_file(services: Services, interval: float = 1.0) -> None:
-    """Reload routing rules when the config file changes; an invalid file is refused."""
+    """Follow the config file: routing rules (what the file owns) and ``rollouts:``; an
+    invalid file is refused and the old state keeps serving."""
     source = services.loaded.source
     if source is None:
         return
@@ -141,7 +164,7 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
         previous, last = last, mtime
         try:
             loaded = await asyncio.to_thread(load_config, source)
-            changed = await services.routing.apply_config(loaded.config)
+            done = await services.control.reload_config(loaded.config)
         except ConfigError as exc:
             log.error("config file %s refused, the old routing keeps serving: %s", source, exc)
             continue
@@ -154,8 +177,11 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
         except Exception:
             log.exception("reloading %s failed; the old routing keeps serving", source)
             continue
-        if changed:
-            log.info("config file %s: new routing for %s", source, ", ".join(changed))
+        if done["routing"]:
+            log.info("config file %s: new routing for %s", source, ", ".join(done["routing"]))
+        for what in ("started", "restarted", "stopped"):
+            if done[what]:
+                log.info("config file %s: rollouts %s: %s", source, what, ", ".join(done[what]))
 
 
 async def watch_mlflow_aliases(services: Services) -> None:
@@ -257,8 +283,8 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     services = services or build_services(loaded)
     config = loaded.config
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
-    admin = AdminApi(services.dataplane, services.routing, services.store, token)
-    repository_api = RepositoryApi(services.repository, services.store, token)
+    admin = AdminApi(services.control, token)
+    repository_api = RepositoryApi(services.control, token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -274,12 +300,8 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
             *admin.routes(),
             *repository_api.routes(),
             *MetricsApi(services.telemetry.metrics).routes(),
-            *FeedbackApi(services.telemetry.feedback_service, token).routes(),
-            *(
-                RolloutsApi(services.rollouts, admin.authorize).routes()
-                if services.rollouts
-                else []
-            ),
+            *FeedbackApi(services.control, token).routes(),
+            *RolloutsApi(services.control, admin.authorize).routes(),
         ],
         header_limits=HeaderLimits(http.maxHeaderCount, http.maxHeaderSize, http.maxHeaderListSize),
         admin_token=token,

@@ -152,19 +152,6 @@ class DataPlane:
             doc["parameters"] = dict(sig.extra)
         return doc, v
 
-    def model_index(self, full: bool = False) -> list[dict[str, Any]]:
-        """Every version with its state, and the reason of a failed one (in full for the
-        admin)."""
-        out = []
-        for name, versions in self.repository.models.items():
-            for v, e in versions.items():
-                item: dict[str, Any] = {"name": name, "version": v, "state": e.state.value}
-                reason = e.reason(full)
-                if reason:
-                    item["reason"] = reason
-                out.append(item)
-        return out
-
     # ------------------------------------------------------------------ inference
 
     def has_rules(self, model: str) -> bool:

@@ -877,7 +877,10 @@ def test_a_valid_put_serves_at_once_and_is_audited(gw: Gateway) -> None:
     assert change["actor"] == "alice"
     assert change["reason"] == "move to b"
     assert change["before"] == {"http": before["http"]}
-    assert change["after"] == {"http": new["http"]}
+    assert change["after"]["http"] == new["http"]
+    # the changed rules are alice's now (issue 8: every rule has an owner)
+    assert change["after"]["owners"] == {"vip": "admin/alice", "default": "admin/alice"}
+    assert got["owners"] == change["after"]["owners"]
     assert change["routing_version"] == before["version"] + 1
     # the next request's decision names the new rule and table version
     r = infer(gw, "adm", {"x-tier": "gold"})

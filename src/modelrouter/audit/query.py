@@ -8,6 +8,7 @@ parsed values or, for query strings, with :meth:`AuditQuery.from_params`) and ca
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -100,6 +101,11 @@ class AuditQuery:
         if "order" in params:
             args["order"] = params["order"]
         return cls(**args)
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], now: float | None = None) -> AuditQuery:
+        """:meth:`from_params` at ``now`` (default: the current time)."""
+        return cls.from_params(params, time.time() if now is None else now)
 
 
 async def run_query(store: Store, query: AuditQuery) -> list[dict[str, Any]]:

@@ -151,6 +151,31 @@ def version_action(
     )
 
 
+def config_import(
+    *,
+    actor: str,
+    model: str,
+    file_rules: str,
+    left_alone: Sequence[Mapping[str, Any]],
+    reason: str,
+    time: float | None = None,
+) -> Record:
+    """A config-file edit of ``model`` that left rules to their other owners (an admin actor,
+    a rollout); ``file_rules`` is the content hash of the file's rules, once per cluster."""
+    return _with_time(
+        {
+            "kind": ADMIN,
+            "actor": actor,
+            "action": "config-import",
+            "model": model,
+            "fileRules": file_rules,
+            "leftAlone": [dict(x) for x in left_alone],
+            "reason": reason,
+        },
+        time,
+    )
+
+
 def alias_moved(
     *,
     model: str,
@@ -251,6 +276,39 @@ def rollout_step(
             "figures": dict(figures or {}),
             "webhooks": [dict(h) for h in webhooks],
             "result": None if result is None else dict(result),
+        },
+        time,
+    )
+
+
+def rollout_config(
+    *,
+    actor: str,
+    rollout: str,
+    model: str,
+    rule: str,
+    canary: str,
+    strategy: str,
+    action: str,
+    phase_before: str,
+    phase: str,
+    reason: str,
+    time: float | None = None,
+) -> Record:
+    """A rollout started, restarted or stopped because the config file's ``rollouts:`` changed."""
+    return _with_time(
+        {
+            "kind": ROLLOUT,
+            "actor": actor,
+            "rollout": rollout,
+            "model": model,
+            "rule": rule,
+            "version": canary,
+            "strategy": strategy,
+            "action": action,
+            "phaseBefore": phase_before,
+            "phase": phase,
+            "reason": reason,
         },
         time,
     )
