@@ -94,44 +94,51 @@ def validate(config: Path) -> None:
 @click.option("--host", help="Address to bind (default: server.http.host).")
 @click.option("--port", type=int, help="Port to bind (default: server.http.port).")
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Gateway processes on the one port (default: server.workers).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
     help="How much the server logs.",
 )
-def serve(config: Path, host: str | None, port: int | None, log_level: str) -> None:
+def serve(
+    config: Path, host: str | None, port: int | None, workers: int | None, log_level: str
+) -> None:
     """Serve the models of CONFIG over HTTP.
 
     KServe v1 (/v1/models/NAME:predict) and Open Inference Protocol v2 REST
     (/v2/models/NAME/infer). Every version loads before the server answers (or on its first
     request with server.lazyLoading); a version that fails to load is reported not ready and
-    the others serve.
+    the others serve. SIGTERM drains: readiness turns 503, requests are served for
+    server.shutdown.drain, then those in flight finish and the process exits 0.
     """
-    import uvicorn
-
-    from modelrouter.app import create_app
+    from modelrouter.server import Gateway, bind
+    from modelrouter.workers import Supervisor
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         loaded = load_config(config)
+        server = loaded.config.server
+        host = host or server.http.host
+        sock = bind(host, server.http.port if port is None else port)
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
-    http = loaded.config.server.http
-    app = create_app(loaded)
-    uvicorn.run(
-        app,
-        host=host or http.host,
-        port=http.port if port is None else port,
-        log_level=log_level,
-        access_log=http.accessLog,
-        loop="auto",
-        http="auto",
-        lifespan="on",
-    )
+    n = workers or server.workers
+    if n > 1:
+        sys.exit(Supervisor(loaded, sock, n, host, log_level).run())
+    try:
+        code = Gateway(loaded, host, sock=sock, log_level=log_level).run()
+    except ModelRouterError as exc:
+        click.echo(f"{config}: {exc.message}", err=True)
+        sys.exit(1)
+    sys.exit(code)
 
 
 main.add_command(audit)
