@@ -12,24 +12,27 @@ import yaml
 from modelrouter._version import __version__
 from modelrouter.cli_audit import audit
 from modelrouter.cli_rollout import rollout
-from modelrouter.config.loader import LoadedConfig, line_of, load_config
+from modelrouter.config.loader import LoadedConfig, check_config_file, line_of, load_config
 from modelrouter.errors import ConfigError, ModelRouterError
 from modelrouter.runtime.custom import import_object
+from modelrouter.runtime.probe import Probe, probe_versions
 from modelrouter.runtime.registry import runtime_class
-from modelrouter.sources import Sources
+from modelrouter.sources import Sources, is_local_uri
 from modelrouter.traffic import traffic
 
 
-def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
+def check_sources(loaded: LoadedConfig, offline: bool = False) -> list[ConfigError]:
     """Problems a schema cannot see: unknown formats, missing packages, custom classes that do
     not import, missing model files, and remote sources that cannot be fetched (an MLflow
     version or alias that does not exist, an unreachable tracking server, an empty S3 prefix, a
-    URL that does not answer)."""
+    URL that does not answer); ``offline`` leaves storage, registries and endpoints alone.
+    Then every local version that passed is loaded in a child process, as ``serve`` would."""
     problems: list[ConfigError] = []
     sources = Sources.from_settings(loaded.config.server, loaded.base_dir)
     node = (
         yaml.compose(loaded.source.read_text(), Loader=yaml.SafeLoader) if loaded.source else None
     )
+    loadable: list[Probe] = []
     for model, spec in loaded.config.models.items():
         for version, vs in spec.versions.items():
             loc = ["models", model, "versions", version]
@@ -45,7 +48,13 @@ def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
                     import_object(vs.implementation)
                 except ConfigError as exc:
                     problems.append(ConfigError(exc.detail, ".".join(field), line_of(node, field)))
+                    continue
             if vs.storageUri is None:
+                if not vs.is_remote:
+                    loadable.append((model, version, vs))
+                continue
+            local = is_local_uri(vs.storageUri)
+            if offline and not local:
                 continue
             field = [*loc, "storageUri"]
             try:
@@ -53,7 +62,19 @@ def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
             except ModelRouterError as exc:
                 detail = exc.detail if isinstance(exc, ConfigError) else exc.message
                 problems.append(ConfigError(detail, ".".join(field), line_of(node, field)))
-    return problems
+                continue
+            if local:
+                loadable.append((model, version, vs))
+    for (model, version), why in probe_versions(loadable, loaded.base_dir).items():
+        vs = loaded.config.models[model].versions[version]
+        field = ["models", model, "versions", version]
+        field.append("storageUri" if vs.storageUri is not None else "implementation")
+        problems.append(
+            ConfigError(
+                f"does not load as {vs.format}: {why}", ".".join(field), line_of(node, field)
+            )
+        )
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,17 +93,22 @@ def main() -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-def validate(config: Path) -> None:
-    """Check CONFIG: schema, rules, formats and model files. Exit 0 when all is well."""
-    try:
-        loaded = load_config(config)
-    except ConfigError as exc:
-        click.echo(f"{config}: {exc.message}", err=True)
-        sys.exit(1)
-    problems = check_sources(loaded)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Leave storage, registries and endpoints alone (local files are still loaded).",
+)
+def validate(config: Path, offline: bool) -> None:
+    """Check CONFIG: schema, rules, formats and model files.
+
+    Each local version is loaded in a child process, as serve would load it; every problem is
+    printed with its field and line. Exit 0 when all is well."""
+    loaded, problems = check_config_file(config)
+    if loaded is not None:
+        problems = check_sources(loaded, offline)
     for p in problems:
         click.echo(f"{config}: {p.message}", err=True)
-    if problems:
+    if problems or loaded is None:
         sys.exit(1)
     c = loaded.config
     n_versions = sum(len(m.versions) for m in c.models.values())
