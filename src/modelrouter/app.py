@@ -209,6 +209,11 @@ async def prune_periodically(services: Services, owner: str | None = None) -> No
             await asyncio.shield(services.store.release_lock(RETENTION_LEASE, owner))
 
 
+def mirrors_anything(services: Services) -> bool:
+    """Whether a rule of the live routing table mirrors traffic."""
+    return any(r.mirrors for m in services.routing.table.models.values() for r in m.rules)
+
+
 @contextlib.asynccontextmanager
 async def running(services: Services) -> AsyncIterator[None]:
     """Start everything the gateway runs in the background; stop it all on exit."""
@@ -219,7 +224,9 @@ async def running(services: Services) -> AsyncIterator[None]:
         watch = await services.store.watch(services.routing.refresh, server.storePollInterval)
         services.audit.start()
         services.shadow.start()
-        if services.dataplane.shadow_processes is not None:
+        if services.dataplane.shadow_processes is not None and mirrors_anything(services):
+            # spawned now rather than on the first mirrored call (it imports for a second or
+            # two); without a mirror it is spawned only if one is added later
             services.dataplane.shadow_processes.start()
         services.tasks.append(asyncio.create_task(services.telemetry.run()))
         if server.watchConfig:

@@ -142,7 +142,7 @@ def serve(
     the others serve. SIGTERM drains: readiness turns 503, requests are served for
     server.shutdown.drain, then those in flight finish and the process exits 0.
     """
-    from modelrouter.server import Gateway, bind
+    from modelrouter.server import REUSE_PORT, Gateway, bind
     from modelrouter.workers import Supervisor
 
     logging.basicConfig(
@@ -152,13 +152,16 @@ def serve(
         loaded = load_config(config)
         server = loaded.config.server
         host = host or server.http.host
-        sock = bind(host, server.http.port if port is None else port)
+        n = workers or server.workers
+        reuse = n > 1 and REUSE_PORT
+        sock = bind(
+            host, server.http.port if port is None else port, reuse_port=reuse, listen=not reuse
+        )
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
-    n = workers or server.workers
     if n > 1:
-        sys.exit(Supervisor(loaded, sock, n, host, log_level).run())
+        sys.exit(Supervisor(loaded, sock, n, host, log_level, share=not reuse).run())
     try:
         code = Gateway(loaded, host, sock=sock, log_level=log_level).run()
     except ModelRouterError as exc:

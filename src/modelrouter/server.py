@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +46,25 @@ class WorkerSlot:
     metrics_dir: Path
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket, or :class:`ConfigError` naming ``server.http.port``."""
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+"""Linux spreads the connections of a port over every socket listening on it with
+``SO_REUSEPORT``: each worker gets its own accept queue (a shared one lets the first worker
+awake take a burst of connections while the other idles)."""
+
+
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (listening unless ``listen`` is false: then it only
+    holds the port for the workers' sockets), or :class:`ConfigError` naming
+    ``server.http.port``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(BACKLOG)
+        if listen:
+            sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ConfigError(

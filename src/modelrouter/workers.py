@@ -1,7 +1,9 @@
 """``modelrouter serve --workers N``: N gateway processes on one port.
 
-The supervisor binds the port once and hands the listening socket to N spawned workers (the
-kernel gives each accepted connection to one of them); each worker is a whole
+The supervisor binds the port once. On Linux it holds it with ``SO_REUSEPORT`` without
+listening, and each of the N spawned workers listens on its own ``SO_REUSEPORT`` socket: the
+kernel spreads new connections evenly over their accept queues. Elsewhere it hands its one
+listening socket to every worker. Each worker is a whole
 :class:`~modelrouter.server.Gateway` following the shared store, so routing, sticky buckets and
 rollout state are the same in all of them, and the once-per-cluster jobs (rollout steps, audit
 retention) run under store leases. A worker that dies is started again in its slot (after a
@@ -38,7 +40,8 @@ MAX_BACKOFF = 30.0
 
 def _worker_main(
     source: str,
-    sock: socket.socket,
+    sock: socket.socket | None,
+    port: int,
     index: int,
     metrics_dir: str,
     log_level: str,
@@ -50,17 +53,19 @@ def _worker_main(
     os.setpgid(0, 0)  # Ctrl-C reaches the supervisor only; it passes SIGTERM on, once
     # told to stop before the gateway serves (it drains from then on): nothing to drain yet
     signal.signal(signal.SIGTERM, _exit_before_serving)
-    from modelrouter.server import Gateway, WorkerSlot
+    from modelrouter.server import Gateway, WorkerSlot, bind
 
     logging.basicConfig(
         level=log_level.upper(),
         format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s",
     )
     loaded = load_config(source)
+    if sock is None:
+        sock = bind(host, port, reuse_port=True)
     gateway = Gateway(
         loaded,
         host,
-        int(sock.getsockname()[1]),
+        port,
         sock=sock,
         log_level=log_level,
         slot=WorkerSlot(index, Path(metrics_dir)),
@@ -80,12 +85,17 @@ class Supervisor:
         workers: int,
         host: str,
         log_level: str = "info",
+        share: bool = False,
     ) -> None:
+        """``sock`` is bound to the port; with ``share`` it listens and every worker accepts
+        from it, else it only holds the port and each worker listens with ``SO_REUSEPORT``."""
         if loaded.source is None:
             raise ValueError("workers load the config from its file: a source is needed")
         self.source = loaded.source
         self.settings = loaded.config.server
         self.sock = sock
+        self.share = share
+        self.port = int(sock.getsockname()[1])
         self.count = workers
         self.host = host
         self.log_level = log_level
@@ -102,7 +112,8 @@ class Supervisor:
             target=_worker_main,
             args=(
                 str(self.source),
-                self.sock,
+                self.sock if self.share else None,
+                self.port,
                 index,
                 str(self.metrics_dir),
                 self.log_level,

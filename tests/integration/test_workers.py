@@ -171,6 +171,12 @@ def test_sigkill_of_the_supervisor_ends_its_workers(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path)
     text = config.read_text().replace("executor: thread", "executor: process")
+    text = text.replace(  # a mirror: each worker spawns its shadow worker process at start
+        "      v2: {storageUri: ./models/churn/v2, modelFormat: sklearn}\n",
+        "      v2: {storageUri: ./models/churn/v2, modelFormat: sklearn}\n"
+        "      v3: {storageUri: ./models/churn/v3, modelFormat: sklearn}\n",
+    )
+    text += "        mirrors: [{destination: v3}]\n"
     config.write_text(text)
     with serving(config, port, "--workers", "2") as proc:
         deadline = time.monotonic() + 60
