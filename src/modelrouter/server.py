@@ -22,7 +22,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,11 @@ from modelrouter.telemetry.workers import WorkerMetrics
 log = logging.getLogger(__name__)
 
 BACKLOG = 2048
+
+
+ServerFactory = Callable[[Services], contextlib.AbstractAsyncContextManager[object]]
+"""A server the gateway runs beside REST: entered once everything it calls is up, exited (it
+finishes what is in flight) when the gateway stops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ class Gateway:
         log_level: str = "info",
         slot: WorkerSlot | None = None,
         services: Services | None = None,
+        servers: Sequence[ServerFactory] = (),
     ) -> None:
         if slot is not None:
             loaded = for_worker(loaded, slot)
@@ -122,6 +128,9 @@ class Gateway:
         self.log_level = log_level
         self.slot = slot
         self.services = services or build_services(loaded)
+        self.servers = list(servers)
+        """More servers on the same services, started after REST in order and stopped before
+        it in reverse (the gRPC server: wrap its ``start_grpc(...)``/``stop`` pair)."""
         self._sock = sock
         self._rest: _RestServer | None = None
         self._stop: asyncio.Event | None = None
@@ -174,8 +183,8 @@ class Gateway:
             if self.slot is not None:
                 await stack.enter_async_context(self._worker_metrics(self.slot))
             await stack.enter_async_context(self._rest_server())
-            # the gRPC server goes here: stack.enter_async_context(<start_grpc ... stop>), so it
-            # starts after REST and stops (drained) before it
+            for server in self.servers:  # the gRPC server: after REST, stopped before it
+                await stack.enter_async_context(server(self.services))
             self.started = True
             try:
                 yield
