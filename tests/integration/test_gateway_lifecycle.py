@@ -27,8 +27,8 @@ BODY = {
     ]
 }
 SLOW = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
-DRAIN = 1.5
-SLOW_DELAY = 1.0
+DRAIN = 2.0
+SLOW_DELAY = 1.5
 
 
 def write_config(folder: Path) -> Path:
@@ -115,26 +115,25 @@ def test_sigterm_drains_under_load_without_a_failed_request(tmp_path: Path) -> N
             while (r := httpx.get(f"{url}/v2/health/ready", timeout=5)).status_code == 200:
                 time.sleep(0.01)
             unready = time.monotonic()
-            ready_after = unready - signalled
             assert (r.status_code, r.json()) == (503, {"ready": False})
             # a request still in flight when the drain ends is finished, not cut
             slow: list[httpx.Response] = []
-            time.sleep(DRAIN - SLOW_DELAY / 2 - ready_after)
+            time.sleep(max(signalled + DRAIN - SLOW_DELAY * 2 / 3 - time.monotonic(), 0))
             slow_thread = threading.Thread(
                 target=lambda: slow.append(
                     httpx.post(f"{url}/v2/models/slow/infer", json=SLOW, timeout=10)
                 )
             )
             slow_thread.start()
-            time.sleep(signalled + DRAIN - 0.2 - time.monotonic())
+            time.sleep(max(signalled + DRAIN - 0.2 - time.monotonic(), 0))
         drained = [o for t, o in load.results if unready <= t <= signalled + DRAIN - 0.2]
         before = [o for t, o in load.results if t < unready]
         slow_thread.join(10)
         code = proc.wait(15)
         out = proc.stdout.read().decode() if proc.stdout else ""
     assert code == 0, out
-    assert len(before) > 20, len(before)
-    assert len(drained) > 20, len(drained)
+    assert len(before) >= 5, len(before)
+    assert len(drained) >= 5, len(drained)  # still served after readiness turned 503
     failed = [o for o in before + drained if o != 200]
     assert failed == [], failed[:5]
     assert [r.status_code for r in slow] == [200], "the in-flight request was cut"
