@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,18 +207,36 @@ async def watch_mlflow_aliases(services: Services) -> None:
     await services.repository.watch_aliases(interval, record)
 
 
-async def prune_periodically(services: Services) -> None:
+RETENTION_LEASE = "audit-retention"
+
+
+async def prune_periodically(services: Services, owner: str | None = None) -> None:
+    """Audit retention, run by one gateway of those sharing the store (N workers, N machines):
+    each prune appends its own record, so N pruners would leave N records per interval. The
+    holder of the ``audit-retention`` lease prunes; another takes over when it expires."""
     retention = services.loaded.config.server.audit.retention
     if retention is None:
         return
-    while True:
-        try:
-            n = await services.store.prune_audit(retention.maxAge, retention.maxCount)
-            if n:
-                log.info("audit retention pruned %d records", n)
-        except Exception:
-            log.exception("audit retention failed")
-        await asyncio.sleep(retention.interval)
+    owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+    ttl = retention.interval * 2 + 30
+    try:
+        while True:
+            try:
+                if await services.store.try_lock(RETENTION_LEASE, owner, ttl):
+                    n = await services.store.prune_audit(retention.maxAge, retention.maxCount)
+                    if n:
+                        log.info("audit retention pruned %d records", n)
+            except Exception:
+                log.exception("audit retention failed")
+            await asyncio.sleep(retention.interval)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(services.store.release_lock(RETENTION_LEASE, owner))
+
+
+def mirrors_anything(services: Services) -> bool:
+    """Whether a rule of the live routing table mirrors traffic."""
+    return any(r.mirrors for m in services.routing.table.models.values() for r in m.rules)
 
 
 def checkpoint_writer(loaded: LoadedConfig, store: Store) -> CheckpointWriter | None:
@@ -240,7 +259,9 @@ async def running(services: Services) -> AsyncIterator[None]:
         watch = await services.store.watch(services.routing.refresh, server.storePollInterval)
         services.audit.start()
         services.shadow.start()
-        if services.dataplane.shadow_processes is not None:
+        if services.dataplane.shadow_processes is not None and mirrors_anything(services):
+            # spawned now rather than on the first mirrored call (it imports for a second or
+            # two); without a mirror it is spawned only if one is added later
             services.dataplane.shadow_processes.start()
         services.tasks.append(asyncio.create_task(services.telemetry.run()))
         if server.watchConfig:
@@ -271,15 +292,19 @@ async def running(services: Services) -> AsyncIterator[None]:
             await watch.stop()
             await services.shadow.close()
             if services.dataplane.shadow_processes is not None:
-                services.dataplane.shadow_processes.close()
+                await services.dataplane.shadow_processes.close()
             await services.audit.close()
             await services.repository.close()
     finally:
         await services.store.close()
 
 
-def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIApp:
-    """The ASGI app for a config. Models load in the app's lifespan, before it serves."""
+def create_app(
+    loaded: LoadedConfig, services: Services | None = None, lifespan: bool = True
+) -> ASGIApp:
+    """The ASGI app for a config. Models load in the app's lifespan, before it serves; with
+    ``lifespan=False`` the caller runs :func:`running` itself (the
+    :class:`~modelrouter.server.Gateway` does)."""
     services = services or build_services(loaded)
     config = loaded.config
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
@@ -287,7 +312,7 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     repository_api = RepositoryApi(services.control, token)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def with_services(app: Starlette) -> AsyncIterator[None]:
         async with running(services):
             yield
 
@@ -295,7 +320,7 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     return create_rest_app(
         services.dataplane,
         http.maxRequestSize,
-        lifespan=lifespan,
+        lifespan=with_services if lifespan else None,
         extra_routes=[
             *admin.routes(),
             *repository_api.routes(),

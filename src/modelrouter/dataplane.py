@@ -25,7 +25,7 @@ from modelrouter.errors import (
 )
 from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
-from modelrouter.routing.table import RoutingTable, compile_table
+from modelrouter.routing.table import RoutingTable, compile_table, routed_versions
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
 from modelrouter.runtime.batcher import Batcher, batched
 from modelrouter.runtime.repository import ModelRepository
@@ -96,6 +96,9 @@ class DataPlane:
         self.durable = config.server.audit.durable
         self.telemetry = telemetry
         self.shadow_processes: ProcessShadows | None = None
+        self.draining = False
+        """Set on SIGTERM by the :class:`~modelrouter.server.Gateway`: readiness answers 503
+        while requests are still served, so load balancers stop sending new ones."""
         self._defaults = {name: m.default_version for name, m in config.models.items()}
         self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
         self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
@@ -110,7 +113,20 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self.repository.all_ready()
+        """Ready to take traffic: not draining, and every version the live routing table can
+        serve a request with (:func:`~modelrouter.routing.table.routed_versions`) is ready. A
+        failed mirror-only or unrouted version shows in its model's readiness and the
+        repository index, not here: it answers no request."""
+        if self.draining:
+            return False
+        models = self.repository.models
+        for model, routes in self.routing.table.models.items():
+            entries = models.get(model, {})
+            for version in routed_versions(routes):
+                entry = entries.get(version)
+                if entry is None or not entry.ready:
+                    return False
+        return True
 
     def server_metadata(self) -> dict[str, Any]:
         return {

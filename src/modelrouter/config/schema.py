@@ -160,9 +160,25 @@ class TelemetrySettings(Strict):
     """This gateway's name in the store's rows; default ``host:pid``."""
 
 
+class ShutdownSettings(Strict):
+    """What a gateway does on SIGTERM (see docs/operations.md)."""
+
+    drain: Duration = Field(5.0, ge=0)
+    """Readiness answers 503 at once, and the gateway keeps serving this long, so that load
+    balancers (a Kubernetes endpoint, a preStop hook) stop sending before it stops accepting."""
+    timeout: Duration = Field(20.0, ge=0)
+    """After the drain: how long requests in flight may take to finish before they are
+    cancelled. Then the audit log is flushed and the shadow worker stopped."""
+
+
 class ServerSettings(Strict):
     name: str = "modelrouter"
     http: HttpServer = HttpServer()
+    workers: int = Field(1, ge=1, le=64)
+    """Gateway processes serving the one port (``serve --workers`` overrides it). Each is a
+    follower of the store; a worker that dies is restarted; ``/metrics`` of any worker reports
+    the sum over all of them."""
+    shutdown: ShutdownSettings = ShutdownSettings()
     grpc: GrpcServer | None = None
     store: str = "sqlite:///./modelrouter.db"
     """Relative SQLite paths resolve against the config file's folder."""
@@ -184,6 +200,14 @@ class ServerSettings(Strict):
     cacheDir: str | None = None
     """Where downloaded artifacts (S3, HTTP, MLflow) are kept; default
     ``~/.cache/modelrouter``. Relative paths resolve against the config file's folder."""
+
+    @field_validator("grpc")
+    @classmethod
+    def _no_grpc_server_yet(cls, v: GrpcServer | None) -> GrpcServer | None:
+        # DELETE this check when the gRPC server lands: until then nothing would listen
+        if v is not None:
+            raise ValueError("the gRPC server is not available in this release: remove grpc")
+        return v
 
     @field_validator("store")
     @classmethod

@@ -255,3 +255,17 @@ def compile_table(models: Mapping[str, ModelSpec], version: int = 0) -> RoutingT
 def rules_document(spec: ModelSpec) -> list[dict[str, Any]]:
     """The model's rules as JSON, in the shape the config file and the admin API use."""
     return [r.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for r in spec.http]
+
+
+def routed_versions(routes: ModelRoutes) -> frozenset[str]:
+    """The versions a request to the model can be served by: each reachable rule's
+    destinations with a positive weight and its fallbacks, and the default version when some
+    request matches no rule. Mirror-only versions are not among them: a shadow never answers."""
+    out: set[str] = set()
+    for rule in routes.rules:
+        out.update(v for v in rule.destinations if rule.weights.get(v, 0) > 0)
+        out.update(rule.fallback)
+        if not rule.block_texts:
+            return frozenset(out)  # a rule without match: the rules after it are unreachable
+    out.add(routes.default_version)
+    return frozenset(out)

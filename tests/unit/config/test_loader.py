@@ -130,6 +130,13 @@ def test_unknown_field_anywhere(text: str, field: str) -> None:
 # --------------------------------------------------------------------------- versions
 
 
+def test_grpc_is_refused_until_the_grpc_server_exists() -> None:
+    # delete with the check ServerSettings._no_grpc_server_yet when the gRPC server lands
+    assert_error(
+        "server:\n  grpc: {port: 8081}  # <-\n", "server.grpc", "gRPC server is not available"
+    )
+
+
 def test_missing_storage_uri() -> None:
     assert_error(
         """\
