@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -38,7 +39,13 @@ from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
 from modelrouter.telemetry.service import Telemetry
 
+if TYPE_CHECKING:
+    from modelrouter.api.grpc import GrpcHandle
+
 log = logging.getLogger(__name__)
+
+GRPC_GRACE = 5.0
+"""Seconds running gRPC calls get to finish when the gateway stops."""
 
 
 def store_url(url: str, base_dir: Path) -> str:
@@ -61,6 +68,8 @@ class Services:
     telemetry: Telemetry
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
+    grpc: GrpcHandle | None = None
+    """The gRPC server while it runs (``server.grpc`` set)."""
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
@@ -216,8 +225,15 @@ async def running(services: Services) -> AsyncIterator[None]:
         if services.rollouts is not None:
             services.rollouts.start()
         try:
+            if server.grpc is not None:
+                from modelrouter.api.grpc import start_grpc  # grpc loads only when configured
+
+                services.grpc = await start_grpc(services, server.grpc)
             yield
         finally:
+            if services.grpc is not None:
+                await services.grpc.stop(GRPC_GRACE)
+                services.grpc = None
             if services.rollouts is not None:
                 await services.rollouts.stop()
             for t in services.tasks:

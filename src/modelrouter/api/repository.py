@@ -16,6 +16,7 @@ here, even when loading is lazy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -30,6 +31,54 @@ from modelrouter.runtime.repository import ModelRepository, VersionEntry
 from modelrouter.store.base import Store
 
 MAX_BODY = 64 * 1024
+
+
+def refuse_file_parameters(names: Iterable[Any]) -> None:
+    """Triton's ``config`` and ``file:...`` load parameters would load what the config file
+    does not name: refused, on every transport."""
+    refused = [str(k) for k in names if k == "config" or str(k).startswith("file:")]
+    if refused:
+        raise InvalidInput(
+            f"parameters {', '.join(refused)} are not accepted: only versions named in the "
+            "config file can be loaded"
+        )
+
+
+async def change_versions(
+    repository: ModelRepository,
+    store: Store,
+    targets: Sequence[VersionEntry],
+    load: bool,
+    actor: str,
+) -> None:
+    """Load or unload ``targets``, one audit record each; a failed load is a 503 naming it.
+
+    The one code path under the REST and gRPC repository calls."""
+    records = []
+    for e in targets:
+        before = e.state.value
+        if load:
+            await repository.load(e.model, e.version)
+        else:
+            await repository.unload(e.model, e.version)
+        records.append(
+            {
+                "kind": "admin",
+                "actor": actor,
+                "action": "load" if load else "unload",
+                "model": e.model,
+                "version": e.version,
+                "before": before,
+                "after": e.state.value,
+                "reason": e.error or "",
+            }
+        )
+    await store.append_audit(records)
+    failed = [e for e in targets if e.error]
+    if load and failed:
+        raise ModelNotReady(
+            "; ".join(f"version '{e.version}' failed to load: {e.error}" for e in failed)
+        )
 
 
 class RepositoryApi:
@@ -55,12 +104,7 @@ class RepositoryApi:
         params: Any = doc.get("parameters") or {}
         if not isinstance(params, dict):
             raise InvalidInput("parameters must be an object")
-        refused = [k for k in params if k == "config" or str(k).startswith("file:")]
-        if refused:
-            raise InvalidInput(
-                f"parameters {', '.join(refused)} are not accepted: only versions named in the "
-                "config file can be loaded"
-            )
+        refuse_file_parameters(params)
 
     def _targets(self, request: Request) -> list[VersionEntry]:
         p = request.path_params
@@ -78,31 +122,7 @@ class RepositoryApi:
         actor = self._authorize(request)
         targets = self._targets(request)
         await self._check_body(request)
-        records = []
-        for e in targets:
-            before = e.state.value
-            if load:
-                await self.repository.load(e.model, e.version)
-            else:
-                await self.repository.unload(e.model, e.version)
-            records.append(
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": e.model,
-                    "version": e.version,
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
-            )
-        await self.store.append_audit(records)
-        failed = [e for e in targets if e.error]
-        if load and failed:
-            raise ModelNotReady(
-                "; ".join(f"version '{e.version}' failed to load: {e.error}" for e in failed)
-            )
+        await change_versions(self.repository, self.store, targets, load, actor)
         return json_response(
             {
                 "name": request.path_params["name"],

@@ -62,8 +62,13 @@ class HttpServer(Strict):
 
 
 class GrpcServer(Strict):
+    """The Open Inference Protocol gRPC endpoint (``inference.GRPCInferenceService``)."""
+
     host: str = "127.0.0.1"
     port: int = Field(8081, ge=0, le=65535)
+    """0 picks a free port (tests)."""
+    maxMessageSize: ByteSize = Field(16 * 1024 * 1024, gt=0, le=2**31 - 1)
+    """Largest request or response message; a larger request gets RESOURCE_EXHAUSTED."""
 
 
 class AuthSettings(Strict):
