@@ -18,7 +18,9 @@ from support import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import PEERS, ensure_venv
+from _common import PEERS, ServerProcess, ensure_venv, free_ports, serve
+
+__all__ = ["ServerProcess", "free_ports", "serve"]
 
 TRITONCLIENT_VERSION = importlib.metadata.version("tritonclient")
 KSERVE_VERSION = "0.21.0"

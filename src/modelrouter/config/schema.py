@@ -27,6 +27,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Model and version names appear in URLs: letters, digits, ``_``, ``.``, ``-``."""
 
 REMOTE_SCHEMES = ("http://", "https://")
+GRPC_SCHEMES = ("grpc://", "grpcs://", "http://", "https://")
+"""A gRPC endpoint: ``grpc://`` or ``http://`` in plain text, ``grpcs://`` or ``https://`` TLS."""
 
 
 def _name_check(kind: str) -> Callable[[Any], Any]:
@@ -179,10 +181,13 @@ class VersionSpec(Strict):
     implementation: str | None = None
     """For ``modelFormat: custom``: ``package.module:ClassName``."""
     endpoint: str | None = None
-    """Base URL of a remote Open Inference Protocol v2 server."""
+    """Base URL of a remote Open Inference Protocol v2 server (``http://host:port``; for
+    ``protocol: grpc`` also ``grpc://host:port``, ``grpcs://`` for TLS)."""
     remoteName: str | None = None
     remoteVersion: str | None = None
-    protocol: Literal["v2"] = "v2"
+    protocol: Literal["v2", "grpc"] = "v2"
+    """How a remote version is called: ``v2`` (Open Inference Protocol REST) or ``grpc``
+    (the same protocol over gRPC, ``inference.GRPCInferenceService``)."""
     timeout: Duration | None = None
     executor: Literal["inline", "thread"] = "inline"
     """Where an in-process model predicts: on the event loop (lowest latency for small models)
@@ -195,15 +200,24 @@ class VersionSpec(Strict):
         if self.endpoint is not None:
             if self.storageUri is not None:
                 raise ValueError("give either storageUri or endpoint, not both")
-            if not self.endpoint.startswith(REMOTE_SCHEMES):
+            if self.protocol == "grpc":
+                if not self.endpoint.startswith(GRPC_SCHEMES):
+                    raise ValueError(
+                        "endpoint of a protocol: grpc version must be grpc://host:port "
+                        f"(grpcs:// for TLS), got {self.endpoint!r}"
+                    )
+            elif not self.endpoint.startswith(REMOTE_SCHEMES):
+                hint = " (add protocol: grpc)" if self.endpoint.startswith("grpc") else ""
                 raise ValueError(
-                    f"endpoint must be an http:// or https:// URL, got {self.endpoint!r}"
+                    f"endpoint must be an http:// or https:// URL, got {self.endpoint!r}{hint}"
                 )
-            if self.modelFormat not in (None, "remote"):
+            if self.modelFormat not in (None, "remote", "remote-grpc"):
                 raise ValueError("a version with an endpoint takes no modelFormat")
             return self
         if self.remoteName or self.remoteVersion:
             raise ValueError("remoteName and remoteVersion need an endpoint")
+        if self.protocol != "v2":
+            raise ValueError("protocol is for a version with an endpoint")
         if self.modelFormat == "custom":
             if not self.implementation:
                 raise ValueError("modelFormat custom needs implementation: package.module:Class")
@@ -223,7 +237,7 @@ class VersionSpec(Strict):
     @property
     def format(self) -> str:
         if self.endpoint is not None:
-            return "remote"
+            return "remote-grpc" if self.protocol == "grpc" else "remote"
         return self.modelFormat or "mlflow"
 
 

@@ -178,7 +178,8 @@ def _tensors(items: Any, raw: Any, where: str, raw_field: str) -> list[Tensor]:
             raise InvalidInput(f"{where}s[{i}].name is empty")
         shape = list(t.shape)
         if raw:
-            if t.HasField("contents"):
+            # an empty contents message beside raw data is harmless (MLServer sends one)
+            if t.HasField("contents") and any(len(getattr(t.contents, f)) for f in _ALL_FIELDS):
                 raise InvalidInput(f"{where} '{t.name}': both contents and {raw_field} are set")
             out.append(tensor_from_raw(t.name, t.datatype, shape, raw[i], t.parameters, where))
         else:

@@ -26,6 +26,7 @@ RUNTIMES: dict[str, str] = {
     "mlflow": "modelrouter.runtime.mlflow:MLflowRuntime",
     "custom": "modelrouter.runtime.custom:CustomRuntime",
     "remote": "modelrouter.runtime.remote:RemoteRuntime",
+    "remote-grpc": "modelrouter.runtime.remote_grpc:RemoteGrpcRuntime",
 }
 
 
