@@ -209,7 +209,11 @@ class DataPlane:
             await self._record(decision, rid, start, 500, None, fallbacks, exc, pinned_call)
             raise
         if decision.mirrors and self.shadow is not None:
-            self.shadow.submit(model, served, decision.mirrors, request, outputs)
+            mirrors = decision.mirrors
+            if served in mirrors:  # a fallback answered from a mirrored version
+                mirrors = tuple(v for v in mirrors if v != served)
+            if mirrors:
+                self.shadow.submit(model, served, mirrors, request, outputs)
         prediction = compact_prediction(outputs)
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction

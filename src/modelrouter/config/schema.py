@@ -401,9 +401,14 @@ class ModelSpec(Strict):
             for field, dest in mirrors:
                 if dest not in known:
                     raise ValueError(f"{field}: unknown version {dest!r}")
-                if dest in routed:
+                # Mirroring a routed version (Istio and Flagger's "shadow the canary") copies
+                # only the requests the split sent to the other versions; a rule's only
+                # destination would never be copied.
+                if routed == {dest}:
                     raise ValueError(
-                        f"{field}: version {dest!r} mirrors itself (it is also routed)"
+                        f"{field}: version {dest!r} is the rule's only destination, so it "
+                        "would never be mirrored (a mirror of a routed version gets copies of "
+                        "the requests the split sends to the other versions)"
                     )
             for j, fb in enumerate(rule.fallback):
                 if fb not in known:

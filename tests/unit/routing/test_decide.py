@@ -727,3 +727,22 @@ def test_pinned_bypasses_every_rule() -> None:
     assert (d.delay, d.abort) == (None, None)
     assert d.attempts == 1
     assert d.table_version == 7
+
+
+def test_shadowing_the_canary_copies_only_what_the_split_sent_elsewhere() -> None:
+    t = table(
+        [
+            {
+                "name": "r",
+                "route": [{"destination": "v1", "weight": 90}, {"destination": "v2", "weight": 10}],
+                "sticky": {"header": "x-user-id"},
+                "mirror": {"destination": "v2"},
+                "mirrors": [{"destination": "v3"}],
+            }
+        ]
+    )
+    seen: dict[str, set[tuple[str, ...]]] = {"v1": set(), "v2": set()}
+    for i in range(400):
+        d = go(t, ctx({"x-user-id": f"u{i}"}))
+        seen[d.version].add(d.mirrors)
+    assert seen == {"v1": {("v2", "v3")}, "v2": {("v3",)}}
