@@ -30,6 +30,7 @@ from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
+from modelrouter.outlier import EjectionEvent, Listener
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
@@ -87,6 +88,8 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     telemetry = Telemetry(store, server.telemetry)
     telemetry.metrics.watch_repository(repository)
     dataplane = DataPlane(config, repository, routing, None, audit, telemetry)
+    if dataplane.outliers.enabled:
+        dataplane.outliers.listener = ejection_listener(audit, telemetry)
     workers = server.shadow.workers
     if server.shadow.executor == "process":
         dataplane.shadow_processes = ProcessShadows(loaded.base_dir)
@@ -104,6 +107,24 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         alias_setter=mlflow_alias_setter(config, repository),
     )
     return services
+
+
+def ejection_listener(audit: AuditWriter, telemetry: Telemetry) -> Listener:
+    """Each ejection and return: a log line, the metrics, an audit record (always recorded,
+    even with decision records off: it is a change of what serves)."""
+
+    def tell(event: EjectionEvent) -> None:
+        log.warning(
+            "outlier detection: model %s version %s %s (%s)",
+            event.model,
+            event.version,
+            event.action,
+            event.reason,
+        )
+        telemetry.metrics.outlier(event.model, event.version, event.action == "ejected")
+        audit.submit(event.audit_record())
+
+    return tell
 
 
 def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSetter:

@@ -172,6 +172,21 @@ class ServerSettings(Strict):
 # --------------------------------------------------------------------------- models
 
 
+class OutlierDetection(Strict):
+    """Istio's ``outlierDetection``, on one version: a version that keeps failing is ejected,
+    and the rule's fallback answers at once instead of waiting out timeouts."""
+
+    consecutiveErrors: int = Field(5, ge=1)
+    """Failures in a row (errors and timeouts, not bad requests) that eject the version."""
+    interval: Duration = Field(10.0, gt=0)
+    """The sweep period: an ejected version is returned at the first sweep after its
+    ejection time, so within ``ejectionTime + interval``."""
+    baseEjectionTime: Duration = Field(30.0, gt=0)
+    """Ejection time of a first ejection; the n-th ejection in a row lasts n times this."""
+    maxEjectionPercent: float = Field(10.0, ge=0, le=100)
+    """At most this share of a model's versions are ejected at once (at least one is)."""
+
+
 class VersionSpec(Strict):
     """One version of a model: a file to load (``storageUri``) or a remote server (``endpoint``)."""
 
@@ -194,9 +209,15 @@ class VersionSpec(Strict):
     or in a worker thread (keeps the server responsive for slow models)."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     """Free-form settings passed to the runtime."""
+    outlierDetection: OutlierDetection | None = None
+    """Eject this version from routed traffic while it keeps failing (Istio's field)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionSpec:
+        if self.modelFormat == "remote-grpc":
+            raise ValueError(
+                "modelFormat 'remote-grpc' is not for configs: give an endpoint and protocol: grpc"
+            )
         if self.endpoint is not None:
             if self.storageUri is not None:
                 raise ValueError("give either storageUri or endpoint, not both")
@@ -211,7 +232,7 @@ class VersionSpec(Strict):
                 raise ValueError(
                     f"endpoint must be an http:// or https:// URL, got {self.endpoint!r}{hint}"
                 )
-            if self.modelFormat not in (None, "remote", "remote-grpc"):
+            if self.modelFormat not in (None, "remote"):
                 raise ValueError("a version with an endpoint takes no modelFormat")
             return self
         if self.remoteName or self.remoteVersion:

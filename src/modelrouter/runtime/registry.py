@@ -30,8 +30,12 @@ RUNTIMES: dict[str, str] = {
 }
 
 
+INTERNAL_FORMATS = frozenset({"remote-grpc"})
+"""Formats a config never names: ``remote-grpc`` is ``endpoint`` with ``protocol: grpc``."""
+
+
 def known_formats() -> list[str]:
-    return sorted(RUNTIMES)
+    return sorted(set(RUNTIMES) - INTERNAL_FORMATS)
 
 
 def runtime_class(fmt: str) -> type[ModelRuntime]:
