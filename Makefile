@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -52,6 +52,14 @@ models: $(EXAMPLE_MODELS)
 prometheus:
 	command -v prometheus >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# The gRPC messages: modelrouter's own inference.proto compiled to the descriptor set it loads
+# (checked in, so a fresh clone needs no compiler; tests/unit/protocol/test_grpc_proto.py
+# fails when the two disagree).
+PROTO_DIR := src/modelrouter/protocol/proto
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) \
+	  --descriptor_set_out=$(PROTO_DIR)/inference.binpb inference.proto
 
 # Requests and simulated feedback for `make serve` (same PORT), so its rollout has something
 # to judge.

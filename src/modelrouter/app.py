@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -34,6 +35,7 @@ from modelrouter.config.schema import Config
 from modelrouter.control import ControlPlane
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
+from modelrouter.outlier import EjectionEvent, Listener
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
@@ -43,7 +45,13 @@ from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
 from modelrouter.telemetry.service import Telemetry
 
+if TYPE_CHECKING:
+    from modelrouter.api.grpc import GrpcHandle
+
 log = logging.getLogger(__name__)
+
+GRPC_GRACE = 5.0
+"""Seconds running gRPC calls get to finish when the gateway stops."""
 
 
 def store_url(url: str, base_dir: Path) -> str:
@@ -67,6 +75,8 @@ class Services:
     control: ControlPlane
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
+    grpc: GrpcHandle | None = None
+    """The gRPC server while it runs (``server.grpc`` set)."""
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
@@ -84,6 +94,8 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     telemetry = Telemetry(store, server.telemetry)
     telemetry.metrics.watch_repository(repository)
     dataplane = DataPlane(config, repository, routing, None, audit, telemetry)
+    if dataplane.outliers.enabled:
+        dataplane.outliers.listener = ejection_listener(audit, telemetry)
     workers = server.shadow.workers
     if server.shadow.executor == "process":
         dataplane.shadow_processes = ProcessShadows(loaded.base_dir)
@@ -121,6 +133,24 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         control,
         rollouts=rollouts,
     )
+
+
+def ejection_listener(audit: AuditWriter, telemetry: Telemetry) -> Listener:
+    """Each ejection and return: a log line, the metrics, an audit record (always recorded,
+    even with decision records off: it is a change of what serves)."""
+
+    def tell(event: EjectionEvent) -> None:
+        log.warning(
+            "outlier detection: model %s version %s %s (%s)",
+            event.model,
+            event.version,
+            event.action,
+            event.reason,
+        )
+        telemetry.metrics.outlier(event.model, event.version, event.action == "ejected")
+        audit.submit(event.audit_record())
+
+    return tell
 
 
 def mlflow_alias_setter(config: Config, repository: ModelRepository) -> AliasSetter:
@@ -275,8 +305,15 @@ async def running(services: Services) -> AsyncIterator[None]:
         if services.rollouts is not None:
             services.rollouts.start()
         try:
+            if server.grpc is not None:
+                from modelrouter.api.grpc import start_grpc  # grpc loads only when configured
+
+                services.grpc = await start_grpc(services, server.grpc)
             yield
         finally:
+            if services.grpc is not None:
+                await services.grpc.stop(GRPC_GRACE)
+                services.grpc = None
             if services.rollouts is not None:
                 await services.rollouts.stop()
             for t in services.tasks:

@@ -19,10 +19,12 @@ from modelrouter.config.schema import BatcherSpec, Config
 from modelrouter.errors import (
     FaultInjected,
     InvalidInput,
+    ModelNotReady,
     ModelRouterError,
     NotFound,
     UpstreamTimeout,
 )
+from modelrouter.outlier import OutlierDetector
 from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
 from modelrouter.routing.table import RoutingTable, compile_table, routed_versions
@@ -99,6 +101,7 @@ class DataPlane:
         self.draining = False
         """Set on SIGTERM by the :class:`~modelrouter.server.Gateway`: readiness answers 503
         while requests are still served, so load balancers stop sending new ones."""
+        self.outliers = OutlierDetector(config)
         self._defaults = {name: m.default_version for name, m in config.models.items()}
         self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
         self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
@@ -196,6 +199,8 @@ class DataPlane:
             decision = decide(table, model, ctx or RequestContext())
         fallbacks: list[dict[str, str]] = []
         rid = request_id or request.id
+        # the versions tried, in order, when outlier detection watches this call
+        trying: list[str] | None = [] if self.outliers.enabled and not pinned_call else None
         try:
             if decision.delay:
                 await asyncio.sleep(decision.delay)
@@ -204,15 +209,18 @@ class DataPlane:
             if decision.timeout is not None:
                 try:
                     outputs, served = await asyncio.wait_for(
-                        self._run(decision, request, fallbacks), decision.timeout
+                        self._run(decision, request, fallbacks, trying), decision.timeout
                     )
                 except TimeoutError:
-                    raise UpstreamTimeout(
+                    error = UpstreamTimeout(
                         f"model '{model}' did not answer within the rule's timeout of "
                         f"{decision.timeout * 1000:g}ms"
-                    ) from None
+                    )
+                    if trying:
+                        self.outliers.failure(model, trying[-1], error.message)
+                    raise error from None
             else:
-                outputs, served = await self._run(decision, request, fallbacks)
+                outputs, served = await self._run(decision, request, fallbacks, trying)
         except ModelRouterError as exc:
             await self._record(
                 decision, rid, start, exc.status.http, None, fallbacks, exc, pinned_call
@@ -222,7 +230,11 @@ class DataPlane:
             await self._record(decision, rid, start, 500, None, fallbacks, exc, pinned_call)
             raise
         if decision.mirrors and self.shadow is not None:
-            self.shadow.submit(model, served, decision.mirrors, request, outputs)
+            mirrors = decision.mirrors
+            if served in mirrors:  # a fallback answered from a mirrored version
+                mirrors = tuple(v for v in mirrors if v != served)
+            if mirrors:
+                self.shadow.submit(model, served, mirrors, request, outputs)
         prediction = compact_prediction(outputs)
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
@@ -232,32 +244,56 @@ class DataPlane:
         )
 
     async def _run(
-        self, decision: Decision, request: InferenceRequest, fallbacks: list[dict[str, str]]
+        self,
+        decision: Decision,
+        request: InferenceRequest,
+        fallbacks: list[dict[str, str]],
+        trying: list[str] | None = None,
     ) -> tuple[list[Tensor], str]:
-        """The chosen version with its retries, then each fallback version in turn."""
+        """The chosen version with its retries, then each fallback version in turn.
+
+        With ``trying`` (outlier detection on), an ejected version is skipped at once, each
+        outcome is counted, and each version is appended to ``trying`` before its attempts."""
+        model = decision.model
         candidates = [decision.version]
         candidates += [v for v in decision.fallback if v not in candidates]
         per_try = decision.per_try_timeout
         last: ModelRouterError | None = None
         for i, version in enumerate(candidates):
-            for _ in range(decision.attempts):
+            left = self.outliers.ejected_for(model, version) if trying is not None else None
+            if left is not None:
+                last = ModelNotReady(
+                    f"model '{model}' version '{version}' is ejected by outlier detection "
+                    f"for another {left:.1f}s"
+                )
+            for _ in range(decision.attempts if left is None else 0):
+                if trying is not None:
+                    trying.append(version)
                 try:
-                    async with self.repository.use(decision.model, version) as runtime:
-                        call = self._infer_on(decision.model, runtime, request)
+                    async with self.repository.use(model, version) as runtime:
+                        call = self._infer_on(model, runtime, request)
                         if per_try is None:
-                            return await call, version
-                        return await asyncio.wait_for(call, per_try), version
+                            outputs = await call
+                        else:
+                            outputs = await asyncio.wait_for(call, per_try)
+                    if trying is not None:
+                        self.outliers.success(model, version)
+                    return outputs, version
                 except (InvalidInput, NotFound):
                     raise  # the request is wrong: another try or version will not help
                 except TimeoutError:
                     last = UpstreamTimeout(
-                        f"model '{decision.model}' version '{version}' did not answer "
+                        f"model '{model}' version '{version}' did not answer "
                         f"within {per_try * 1000:g}ms"
                         if per_try
                         else "timed out"
                     )
                 except ModelRouterError as exc:
                     last = exc
+                if trying is not None:
+                    self.outliers.failure(model, version, last.message)
+                    if self.outliers.ejected_for(model, version) is not None:
+                        break  # ejected by this failure: no more tries of it
             if i + 1 < len(candidates):
                 fallbacks.append(
                     {

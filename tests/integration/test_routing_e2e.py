@@ -793,12 +793,8 @@ BAD_PUTS: list[tuple[str, Any, str]] = [
         "http.0.match.0.headers.x-a.regex",
     ),
     (
-        "mirror of a routed version",
-        {
-            "http": [
-                {"name": "r", "route": route(("a", 50), ("b", 50)), "mirror": {"destination": "a"}}
-            ]
-        },
+        "mirror of the only routed version",
+        {"http": [{"name": "r", "route": [{"destination": "a"}], "mirror": {"destination": "a"}}]},
         "http.0.mirror.destination",
     ),
     (

@@ -29,6 +29,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Model and version names appear in URLs: letters, digits, ``_``, ``.``, ``-``."""
 
 REMOTE_SCHEMES = ("http://", "https://")
+GRPC_SCHEMES = ("grpc://", "grpcs://", "http://", "https://")
+"""A gRPC endpoint: ``grpc://`` or ``http://`` in plain text, ``grpcs://`` or ``https://`` TLS."""
 
 
 def _name_check(kind: str) -> Callable[[Any], Any]:
@@ -71,8 +73,13 @@ class HttpServer(Strict):
 
 
 class GrpcServer(Strict):
+    """The Open Inference Protocol gRPC endpoint (``inference.GRPCInferenceService``)."""
+
     host: str = "127.0.0.1"
     port: int = Field(8081, ge=0, le=65535)
+    """0 picks a free port (tests)."""
+    maxMessageSize: ByteSize = Field(16 * 1024 * 1024, gt=0, le=2**31 - 1)
+    """Largest request or response message; a larger request gets RESOURCE_EXHAUSTED."""
 
 
 class AuthSettings(Strict):
@@ -201,14 +208,6 @@ class ServerSettings(Strict):
     """Where downloaded artifacts (S3, HTTP, MLflow) are kept; default
     ``~/.cache/modelrouter``. Relative paths resolve against the config file's folder."""
 
-    @field_validator("grpc")
-    @classmethod
-    def _no_grpc_server_yet(cls, v: GrpcServer | None) -> GrpcServer | None:
-        # DELETE this check when the gRPC server lands: until then nothing would listen
-        if v is not None:
-            raise ValueError("the gRPC server is not available in this release: remove grpc")
-        return v
-
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, v: str) -> str:
@@ -222,6 +221,21 @@ class ServerSettings(Strict):
 # --------------------------------------------------------------------------- models
 
 
+class OutlierDetection(Strict):
+    """Istio's ``outlierDetection``, on one version: a version that keeps failing is ejected,
+    and the rule's fallback answers at once instead of waiting out timeouts."""
+
+    consecutiveErrors: int = Field(5, ge=1)
+    """Failures in a row (errors and timeouts, not bad requests) that eject the version."""
+    interval: Duration = Field(10.0, gt=0)
+    """The sweep period: an ejected version is returned at the first sweep after its
+    ejection time, so within ``ejectionTime + interval``."""
+    baseEjectionTime: Duration = Field(30.0, gt=0)
+    """Ejection time of a first ejection; the n-th ejection in a row lasts n times this."""
+    maxEjectionPercent: float = Field(10.0, ge=0, le=100)
+    """At most this share of a model's versions are ejected at once (at least one is)."""
+
+
 class VersionSpec(Strict):
     """One version of a model: a file to load (``storageUri``) or a remote server (``endpoint``)."""
 
@@ -231,31 +245,49 @@ class VersionSpec(Strict):
     implementation: str | None = None
     """For ``modelFormat: custom``: ``package.module:ClassName``."""
     endpoint: str | None = None
-    """Base URL of a remote Open Inference Protocol v2 server."""
+    """Base URL of a remote Open Inference Protocol v2 server (``http://host:port``; for
+    ``protocol: grpc`` also ``grpc://host:port``, ``grpcs://`` for TLS)."""
     remoteName: str | None = None
     remoteVersion: str | None = None
-    protocol: Literal["v2"] = "v2"
+    protocol: Literal["v2", "grpc"] = "v2"
+    """How a remote version is called: ``v2`` (Open Inference Protocol REST) or ``grpc``
+    (the same protocol over gRPC, ``inference.GRPCInferenceService``)."""
     timeout: Duration | None = None
     executor: Literal["inline", "thread"] = "inline"
     """Where an in-process model predicts: on the event loop (lowest latency for small models)
     or in a worker thread (keeps the server responsive for slow models)."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     """Free-form settings passed to the runtime."""
+    outlierDetection: OutlierDetection | None = None
+    """Eject this version from routed traffic while it keeps failing (Istio's field)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionSpec:
+        if self.modelFormat == "remote-grpc":
+            raise ValueError(
+                "modelFormat 'remote-grpc' is not for configs: give an endpoint and protocol: grpc"
+            )
         if self.endpoint is not None:
             if self.storageUri is not None:
                 raise ValueError("give either storageUri or endpoint, not both")
-            if not self.endpoint.startswith(REMOTE_SCHEMES):
+            if self.protocol == "grpc":
+                if not self.endpoint.startswith(GRPC_SCHEMES):
+                    raise ValueError(
+                        "endpoint of a protocol: grpc version must be grpc://host:port "
+                        f"(grpcs:// for TLS), got {self.endpoint!r}"
+                    )
+            elif not self.endpoint.startswith(REMOTE_SCHEMES):
+                hint = " (add protocol: grpc)" if self.endpoint.startswith("grpc") else ""
                 raise ValueError(
-                    f"endpoint must be an http:// or https:// URL, got {self.endpoint!r}"
+                    f"endpoint must be an http:// or https:// URL, got {self.endpoint!r}{hint}"
                 )
             if self.modelFormat not in (None, "remote"):
                 raise ValueError("a version with an endpoint takes no modelFormat")
             return self
         if self.remoteName or self.remoteVersion:
             raise ValueError("remoteName and remoteVersion need an endpoint")
+        if self.protocol != "v2":
+            raise ValueError("protocol is for a version with an endpoint")
         if self.modelFormat == "custom":
             if not self.implementation:
                 raise ValueError("modelFormat custom needs implementation: package.module:Class")
@@ -275,7 +307,7 @@ class VersionSpec(Strict):
     @property
     def format(self) -> str:
         if self.endpoint is not None:
-            return "remote"
+            return "remote-grpc" if self.protocol == "grpc" else "remote"
         return self.modelFormat or "mlflow"
 
 
@@ -493,9 +525,14 @@ class ModelSpec(Strict):
             for field, dest in mirrors:
                 if dest not in known:
                     raise ValueError(f"{field}: unknown version {dest!r}")
-                if dest in routed:
+                # Mirroring a routed version (Istio and Flagger's "shadow the canary") copies
+                # only the requests the split sent to the other versions; a rule's only
+                # destination would never be copied.
+                if routed == {dest}:
                     raise ValueError(
-                        f"{field}: version {dest!r} mirrors itself (it is also routed)"
+                        f"{field}: version {dest!r} is the rule's only destination, so it "
+                        "would never be mirrored (a mirror of a routed version gets copies of "
+                        "the requests the split sends to the other versions)"
                     )
             for j, fb in enumerate(rule.fallback):
                 if fb not in known:

@@ -153,6 +153,9 @@ class CompiledRule:
 
     always_mirrors: tuple[str, ...] | None
     """The mirror destinations when every one is at 100% (no draw needed), else None."""
+    mirrors_routed: bool = False
+    """A mirror is also a destination ("shadow the canary"): it is left out of the mirrors of
+    the requests the split sends to it."""
 
     def pick(self, bucket: int) -> str:
         return self.destinations[min(bisect_right(self.bounds, bucket), len(self.bounds) - 1)]
@@ -223,6 +226,7 @@ def compile_rule(model: str, rule: RouteRule) -> CompiledRule:
         always_mirrors=tuple(v for v, pct in mirrors)
         if all(p >= 100 for _, p in mirrors)
         else None,
+        mirrors_routed=any(v in {d.destination for d in rule.route} for v, _ in mirrors),
         timeout=rule.timeout,
         attempts=1 + (rule.retries.attempts if rule.retries else 0),
         per_try_timeout=rule.retries.perTryTimeout if rule.retries else None,

@@ -166,16 +166,10 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "invalid regex",
     ),
     (
-        "mirror pointing at a routed version",
-        doc(
-            {
-                "name": "r",
-                "route": [{"destination": "v1", "weight": 50}, {"destination": "v2", "weight": 50}],
-                "mirror": {"destination": "v2"},
-            }
-        ),
+        "mirror pointing at the only routed version",
+        doc({"name": "r", "route": [{"destination": "v2"}], "mirror": {"destination": "v2"}}),
         "http.0.mirror.destination",
-        "mirrors itself",
+        "is the rule's only destination",
     ),
     (
         "unknown field in a rule",
