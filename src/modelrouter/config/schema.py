@@ -184,6 +184,24 @@ class VersionSpec(Strict):
     or in a worker thread (keeps the server responsive for slow models)."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     """Free-form settings passed to the runtime."""
+    outputNames: dict[str, str] = Field(default_factory=dict)
+    """The names clients see for the runtime's outputs, e.g. ``{predict: output-0}`` (what
+    KServe's servers call them): responses and model metadata carry the new name, and a
+    request asking for ``output-0`` gets the runtime's ``predict``."""
+
+    @field_validator("outputNames")
+    @classmethod
+    def _output_names(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for source, name in v.items():
+            if not name or not re.match(NAME_PATTERN, name):
+                raise ValueError(
+                    f"{source}: invalid output name {name!r}: use letters, digits, _ . -"
+                )
+            if name in seen:
+                raise ValueError(f"{source}: output name {name!r} is also given to {seen[name]!r}")
+            seen[name] = source
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionSpec:
