@@ -11,6 +11,7 @@ import yaml
 
 from modelrouter._version import __version__
 from modelrouter.cli_audit import audit
+from modelrouter.cli_export import register as register_export
 from modelrouter.cli_rollout import rollout
 from modelrouter.config.loader import LoadedConfig, line_of, load_config
 from modelrouter.errors import ConfigError, ModelRouterError
@@ -20,11 +21,11 @@ from modelrouter.sources import Sources
 from modelrouter.traffic import traffic
 
 
-def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
+def check_sources(loaded: LoadedConfig, offline: bool = False) -> list[ConfigError]:
     """Problems a schema cannot see: unknown formats, missing packages, custom classes that do
     not import, missing model files, and remote sources that cannot be fetched (an MLflow
     version or alias that does not exist, an unreachable tracking server, an empty S3 prefix, a
-    URL that does not answer)."""
+    URL that does not answer). ``offline`` leaves storage, registries and endpoints alone."""
     problems: list[ConfigError] = []
     sources = Sources.from_settings(loaded.config.server, loaded.base_dir)
     node = (
@@ -45,7 +46,7 @@ def check_sources(loaded: LoadedConfig) -> list[ConfigError]:
                     import_object(vs.implementation)
                 except ConfigError as exc:
                     problems.append(ConfigError(exc.detail, ".".join(field), line_of(node, field)))
-            if vs.storageUri is None:
+            if vs.storageUri is None or offline:
                 continue
             field = [*loc, "storageUri"]
             try:
@@ -72,14 +73,15 @@ def main() -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-def validate(config: Path) -> None:
+@click.option("--offline", is_flag=True, help="Do not reach storage, registries or endpoints.")
+def validate(config: Path, offline: bool) -> None:
     """Check CONFIG: schema, rules, formats and model files. Exit 0 when all is well."""
     try:
         loaded = load_config(config)
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
-    problems = check_sources(loaded)
+    problems = check_sources(loaded, offline)
     for p in problems:
         click.echo(f"{config}: {p.message}", err=True)
     if problems:
@@ -117,6 +119,7 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
     )
     try:
         loaded = load_config(config)
+        loaded.config.server.store_location()
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
@@ -137,6 +140,7 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
 main.add_command(audit)
 main.add_command(rollout)
 main.add_command(traffic)
+register_export(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from modelrouter.config.foreign import foreign_message
 from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError
 
@@ -44,6 +45,9 @@ def load_config(path: str | Path) -> LoadedConfig:
 def parse_config(text: str) -> Config:
     """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` at the first
     problem."""
+    foreign = foreign_message(text)
+    if foreign is not None:
+        raise ConfigError(foreign, line=1)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

@@ -7,6 +7,7 @@ Every model forbids unknown fields and is frozen once loaded.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -22,11 +23,13 @@ from pydantic import (
 
 from modelrouter.config.durations import ByteSize, Duration
 from modelrouter.config.rollouts import RolloutSpec, check_rollouts
+from modelrouter.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Model and version names appear in URLs: letters, digits, ``_``, ``.``, ``-``."""
 
 REMOTE_SCHEMES = ("http://", "https://")
+STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://", "memory://")
 
 
 def _name_check(kind: str) -> Callable[[Any], Any]:
@@ -133,6 +136,9 @@ class ServerSettings(Strict):
     grpc: GrpcServer | None = None
     store: str = "sqlite:///./modelrouter.db"
     """Relative SQLite paths resolve against the config file's folder."""
+    storeEnv: str | None = None
+    """Name of an environment variable holding the store URL; when set it replaces ``store``,
+    so a PostgreSQL password can come from a Kubernetes Secret instead of the config file."""
     storePollInterval: Duration = 0.5
     """How often a SQLite store is polled for routing changes of other gateways."""
     watchConfig: bool = True
@@ -155,11 +161,28 @@ class ServerSettings(Strict):
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, v: str) -> str:
-        if not v.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
+        if not v.startswith(STORE_SCHEMES):
             raise ValueError(
                 f"unsupported store {v!r}: use sqlite:///path, postgresql://... or memory://"
             )
         return v
+
+    def store_location(self) -> str:
+        """The store URL: the ``storeEnv`` variable's value when it is set, else ``store``."""
+        if self.storeEnv is None:
+            return self.store
+        value = os.environ.get(self.storeEnv, "")
+        if not value:
+            raise ConfigError(
+                f"the environment variable {self.storeEnv} is not set", field="server.storeEnv"
+            )
+        if not value.startswith(STORE_SCHEMES):
+            raise ConfigError(
+                f"the environment variable {self.storeEnv} does not hold a store URL "
+                "(sqlite:///path, postgresql://... or memory://)",
+                field="server.storeEnv",
+            )
+        return value
 
 
 # --------------------------------------------------------------------------- models
