@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus kubectl
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -30,6 +30,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null || $(MAKE) prometheus
+	@command -v kubectl >/dev/null || $(MAKE) kubectl
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -41,6 +42,12 @@ models: $(EXAMPLE_MODELS)
 prometheus:
 	command -v prometheus >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# `kubectl kustomize`, which the export tests render the manifests with (no cluster needed;
+# Debian package; root).
+kubectl:
+	command -v kubectl >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kubectl)
 
 # Requests and simulated feedback for `make serve`, so its rollout has something to judge.
 traffic: $(STAMP) $(EXAMPLE_MODELS)
