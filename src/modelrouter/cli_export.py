@@ -106,10 +106,11 @@ def kubernetes(
 @click.command(name="import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def import_(files: tuple[Path, ...]) -> None:
-    """Turn KServe InferenceServices, Istio VirtualServices and DestinationRules, Flagger
-    Canaries and Seldon Core 2 Experiments into one modelrouter config on stdout.
+    """Turn KServe, Istio, Flagger or Seldon manifests into a config.
 
-    What cannot be carried over is listed on stderr.
+    Reads InferenceServices, VirtualServices and DestinationRules, Flagger Canaries (with
+    their MetricTemplates) and Seldon Core 2 Experiments (with their Models); prints one
+    modelrouter config on stdout, and what cannot be carried over on stderr.
     """
     from modelrouter.export.importer import import_manifests
 
