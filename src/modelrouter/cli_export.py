@@ -88,7 +88,11 @@ def kubernetes(
     except ConfigError as exc:
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
-    written = result.write(out, namespace)
+    try:
+        written = result.write(out, namespace)
+    except OSError as exc:
+        click.echo(f"--out: cannot write {exc.filename or out}: {exc.strerror}", err=True)
+        sys.exit(1)
     for path in written:
         click.echo(f"wrote {path}")
     if result.uploads:

@@ -423,3 +423,41 @@ def test_the_checks_catch_a_wrong_manifest(tmp_path: Path) -> None:
     (out / "gateway.yaml").write_text("kind: [")
     with pytest.raises(AssertionError):
         kustomize(out)
+
+
+def test_two_versions_whose_names_meet_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(
+        "models:\n"
+        "  a.b:\n    versions:\n      c: {storageUri: 's3://x/1', modelFormat: sklearn}\n"
+        "  a:\n    versions:\n      b-c: {storageUri: 's3://x/2', modelFormat: sklearn}\n"
+    )
+    r = export(config, tmp_path / "out")
+    assert r.exit_code == 1
+    assert "models.a.versions.b-c: its InferenceService would be named 'a-b-c'" in r.stderr
+    assert "models.a.b.versions.c" in r.stderr
+
+
+def test_long_names_stay_short_and_apart(tmp_path: Path) -> None:
+    config = tmp_path / "modelrouter.yaml"
+    long = "customer-lifetime-value-regression-model"
+    config.write_text(
+        f"models:\n  {long}:\n    versions:\n"
+        "      2024-01-champion: {storageUri: 's3://x/1', modelFormat: sklearn}\n"
+        "      2024-02-challenger: {storageUri: 's3://x/2', modelFormat: sklearn}\n"
+    )
+    r = export(config, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    names = [d["metadata"]["name"] for d in documents(tmp_path / "out")]
+    isvcs = [n for n in names if n.startswith("customer")]
+    assert len(set(isvcs)) == 2
+    assert all(len(n) <= 45 for n in isvcs)
+    validate_all(documents(tmp_path / "out"))
+
+
+def test_an_unwritable_out_is_a_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = export(_config(tmp_path), blocker / "out", "--storage-prefix", "s3://x")
+    assert r.exit_code == 1
+    assert "--out: cannot write" in r.stderr

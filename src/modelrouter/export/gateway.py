@@ -127,6 +127,7 @@ def deployment(plan: GatewayPlan) -> Manifest:
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "cache", "mountPath": CACHE_DIR},
             {"name": "data", "mountPath": DATA_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},  # the root filesystem is read-only
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -165,6 +166,7 @@ def deployment(plan: GatewayPlan) -> Manifest:
                         {"name": "config", "configMap": {"name": f"{plan.name}-config"}},
                         {"name": "cache", "emptyDir": {}},
                         {"name": "data", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
                     ],
                 },
             },

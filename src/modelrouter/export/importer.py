@@ -10,7 +10,8 @@ silently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,12 @@ def read_documents(paths: Iterable[Path], notes: list[str]) -> list[_Doc]:
                 continue
             group = str(doc.get("apiVersion", "")).split("/", 1)[0]
             kind = KINDS.get((group, str(doc["kind"])))
-            name = doc.get("metadata", {}).get("name", "?")
+            meta = doc.get("metadata") or {}
+            name = meta.get("name", "?") if isinstance(meta, dict) else "?"
             origin = f"{path.name} {doc['kind']}/{name}"
+            for part in ("metadata", "spec"):
+                if kind is not None and not isinstance(doc.get(part) or {}, dict):
+                    raise ConfigError(f"{origin}: {part} must be a mapping")
             if kind is None:
                 notes.append(f"{origin}: {doc.get('apiVersion')} {doc['kind']} is not imported")
                 continue
@@ -84,46 +89,60 @@ def read_documents(paths: Iterable[Path], notes: list[str]) -> list[_Doc]:
     return out
 
 
+@contextlib.contextmanager
+def _reading(origin: str) -> Iterator[None]:
+    """A manifest of the wrong shape (a list where a mapping belongs, a weight that is not a
+    number) is refused, naming it, instead of failing with a traceback."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ConfigError(
+            f"{origin}: not a well-formed manifest ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 def import_manifests(paths: Iterable[Path]) -> ImportResult:
     draft = Draft()
     docs = read_documents(paths, draft.notes)
-    sources = {
-        d.name: import_kserve.isvc_sources(d.body, d.origin, draft.notes)
-        for d in docs
-        if d.kind == "isvc"
-    }
+    sources: dict[str, list[Source]] = {}
+    for d in docs:
+        if d.kind == "isvc":
+            with _reading(d.origin):
+                sources[d.name] = import_kserve.isvc_sources(d.body, d.origin, draft.notes)
     batchers: dict[str, dict[str, Any]] = {}
     for d in docs:
         if d.kind == "vs":
-            _virtual_service(d, draft, sources, batchers)
+            with _reading(d.origin):
+                _virtual_service(d, draft, sources, batchers)
     for name, srcs in sources.items():
         if name not in draft.where:
-            _standalone(name, srcs, docs, draft, batchers)
+            with _reading(f"InferenceService/{name}"):
+                _standalone(name, srcs, docs, draft, batchers)
     for model, batcher in batchers.items():
         if batcher:
             draft.models[model]["batcher"] = batcher
+    seldon: dict[str, dict[str, Any]] = {}
+    templates: dict[str, str] = {}
     for d in docs:
-        if d.kind == "dr":
-            _destination_rule(d, draft)
-    seldon = {
-        d.name: spec
-        for d in docs
-        if d.kind == "seldon-model" and (spec := import_seldon.seldon_model_spec(d.body))
-    }
+        with _reading(d.origin):
+            if d.kind == "dr":
+                _destination_rule(d, draft)
+            elif d.kind == "seldon-model":
+                spec = import_seldon.seldon_model_spec(d.body)
+                if spec is None:
+                    draft.note(d.origin, "no storageUri with a format modelrouter runs")
+                else:
+                    seldon[d.name] = spec
+            elif d.kind == "template":
+                templates[d.name] = str((d.body.get("spec") or {}).get("query", ""))
     for d in docs:
-        if d.kind == "seldon-model" and d.name not in seldon:
-            draft.note(d.origin, "no storageUri with a format modelrouter runs")
-    for d in docs:
-        if d.kind == "experiment":
-            import_seldon.import_experiment(d.body, d.origin, draft, seldon)
-    templates = {
-        d.name: str((d.body.get("spec") or {}).get("query", ""))
-        for d in docs
-        if d.kind == "template"
-    }
-    for d in docs:
-        if d.kind == "canary":
-            import_flagger.import_canary(d.body, d.origin, draft, templates)
+        with _reading(d.origin):
+            if d.kind == "experiment":
+                import_seldon.import_experiment(d.body, d.origin, draft, seldon)
+            elif d.kind == "canary":
+                import_flagger.import_canary(d.body, d.origin, draft, templates)
     config = draft.config()
     if not config["models"]:
         raise ConfigError("no InferenceService, VirtualService or Experiment to import")

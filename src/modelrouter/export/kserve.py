@@ -24,8 +24,13 @@ OUTPUT_ZERO_FORMATS = ("sklearn", "xgboost", "lightgbm")
 KSERVE_OUTPUT = "output-0"
 
 
+ISVC_NAME_LIMIT = 45
+"""KServe derives longer names from an InferenceService's (``-predictor-00001-deployment``),
+which must stay DNS labels of at most 63 characters."""
+
+
 def isvc_name(model: str, version: str) -> str:
-    return dns_label(model, version)
+    return dns_label(model, version, limit=ISVC_NAME_LIMIT)
 
 
 def isvc_url(name: str, namespace: str) -> str:

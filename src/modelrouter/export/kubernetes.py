@@ -108,6 +108,7 @@ def export_kubernetes(loaded: LoadedConfig, opts: ExportOptions) -> ExportResult
     hosts: dict[str, dict[str, str]] = {}
     data: dict[str, Any] = config.model_dump(mode="json", exclude_unset=True)
     in_gateway: set[str] = set()
+    taken: dict[str, str] = {}
     for model, spec in config.models.items():
         hosts[model] = {}
         mdata = data["models"][model]
@@ -161,6 +162,13 @@ def export_kubernetes(loaded: LoadedConfig, opts: ExportOptions) -> ExportResult
             )
             result.uploads += uploads
             isvc = kserve.isvc_name(model, version)
+            if isvc in taken:
+                raise ConfigError(
+                    f"its InferenceService would be named {isvc!r}, like that of {taken[isvc]}:"
+                    " rename one of the two",
+                    field=where,
+                )
+            taken[isvc] = where
             hosts[model][version] = service_host(predictor_service(isvc), ns)
             mesh = opts.mesh == "istio"
             isvcs.append(

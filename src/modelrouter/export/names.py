@@ -8,18 +8,18 @@ import re
 _INVALID = re.compile(r"[^a-z0-9-]+")
 
 
-def dns_label(*parts: str) -> str:
+def dns_label(*parts: str, limit: int = 63) -> str:
     """A DNS-1035 label (what Services and InferenceServices need) made of ``parts``: lower
-    case, ``-`` for anything else, starting with a letter, at most 63 characters (a long name
-    keeps a hash of the whole so two long names stay apart)."""
+    case, ``-`` for anything else, starting with a letter, at most ``limit`` characters (a long
+    name keeps a hash of the whole so two long names stay apart)."""
     raw = "-".join(parts)
     name = _INVALID.sub("-", raw.lower()).strip("-")
     name = re.sub("-{2,}", "-", name)
     if not name or not name[0].isalpha():
         name = f"m-{name}".rstrip("-")
-    if len(name) > 63:
+    if len(name) > limit:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
-        name = f"{name[:54].rstrip('-')}-{digest}"
+        name = f"{name[: limit - 9].rstrip('-')}-{digest}"
     return name
 
 

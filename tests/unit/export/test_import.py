@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from modelrouter.cli import main
@@ -270,3 +271,34 @@ def test_validate_names_a_manifest_and_checks_offline(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["validate", "--offline", str(config)])
     assert r.exit_code == 0, r.output
     assert "OK (1 models, 1 versions)" in r.stdout
+
+
+MALFORMED = [
+    ("metadata: just-a-name", "metadata must be a mapping"),
+    ("spec: [1, 2]", "spec must be a mapping"),
+    ("spec: {predictor: {model: {modelFormat: sklearn}}}", "not a well-formed manifest"),
+    ("spec: {predictor: {canaryTrafficPercent: lots}}", "not a well-formed manifest"),
+]
+
+
+@pytest.mark.parametrize(("change", "says"), MALFORMED)
+def test_a_malformed_manifest_is_refused_by_name(tmp_path: Path, change: str, says: str) -> None:
+    key = change.split(":", 1)[0]
+    lines = ISVC.format(name="churn-v1").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines)
+    )
+    text = "\n".join([*lines[:start], change, *lines[end:]]) + "\n"
+    r = run(tmp_path, isvc=text)
+    assert r.exit_code == 1, r.output
+    assert says in r.stderr
+    assert "InferenceService/" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_weights_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
+    isvcs = "---\n".join(ISVC.format(name=n) for n in ("churn-v1", "churn-v2"))
+    r = run(tmp_path, isvcs=isvcs, vs=VS.replace("weight: 90", "weight: ninety"))
+    assert r.exit_code == 1
+    assert "VirtualService/churn: not a well-formed manifest" in r.stderr
