@@ -157,6 +157,12 @@ def export_kubernetes(loaded: LoadedConfig, opts: ExportOptions) -> ExportResult
                     )
                 continue
             assert vs.storageUri is not None
+            if vs.storageUri.startswith(("models:/", "runs:/")):
+                result.notes.append(
+                    f"{where}.storageUri: KServe's storage initializer does not resolve"
+                    f" {vs.storageUri.split(':')[0]}:/ URIs by itself; give it a storage"
+                    " container for MLflow, or the artifact's s3:// location"
+                )
             uri, uploads = relocate(
                 vs.storageUri, loaded.base_dir, opts.storage_prefix, model, version
             )
@@ -234,6 +240,12 @@ def _gateway(
         )
     else:
         result.notes.append("server.store: memory:// forgets everything when the pod restarts")
+    tracking = config.server.mlflow.trackingUri
+    if tracking is not None and tracking.startswith("http") and _loopback(tracking):
+        result.notes.append(
+            f"server.mlflow.trackingUri: {tracking} is a loopback address; point it at the"
+            " tracking server the pods can reach"
+        )
     if config.server.prometheus is not None and _loopback(config.server.prometheus.url):
         result.notes.append(
             f"server.prometheus.url: {config.server.prometheus.url} is a loopback address;"
