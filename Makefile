@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -35,6 +35,7 @@ venv: $(STAMP)
 # the development set includes the serving set: both stamps are then up to date
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null || $(MAKE) prometheus
+	@command -v kubectl >/dev/null || $(MAKE) kubectl
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -60,6 +61,12 @@ PROTO_DIR := src/modelrouter/protocol/proto
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) \
 	  --descriptor_set_out=$(PROTO_DIR)/inference.binpb inference.proto
+
+# `kubectl kustomize`, which the export tests render the manifests with (no cluster needed;
+# Debian package; root).
+kubectl:
+	command -v kubectl >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kubectl)
 
 # Requests and simulated feedback for `make serve` (same PORT), so its rollout has something
 # to judge.

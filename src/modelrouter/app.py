@@ -82,7 +82,7 @@ class Services:
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
     config = loaded.config
     server = config.server
-    store = store or open_store(store_url(server.store, loaded.base_dir))
+    store = store or open_store(store_url(server.store_location(), loaded.base_dir))
     repository = ModelRepository(config, loaded.base_dir)
     routing = RoutingState(config, store)
     audit = AuditWriter(

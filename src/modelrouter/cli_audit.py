@@ -77,7 +77,7 @@ def store_url(store: str | None, config: Path | None) -> str:
 
         try:
             loaded = load_config(config)
-            url = resolve_store_url(loaded.config.server.store, loaded.base_dir)
+            url = resolve_store_url(loaded.config.server.store_location(), loaded.base_dir)
         except ModelRouterError as exc:
             raise click.ClickException(f"{config}: {exc.message}") from None
     else:

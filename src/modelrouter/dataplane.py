@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from modelrouter._version import __version__
@@ -25,7 +25,13 @@ from modelrouter.errors import (
     UpstreamTimeout,
 )
 from modelrouter.outlier import OutlierDetector
-from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
+from modelrouter.protocol.types import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    Tensor,
+    TensorSpec,
+)
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
 from modelrouter.routing.table import RoutingTable, compile_table, routed_versions
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
@@ -105,6 +111,17 @@ class DataPlane:
         self._defaults = {name: m.default_version for name, m in config.models.items()}
         self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
         self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
+        # ``outputNames`` of each version: runtime name -> client name, and back
+        self._renames: dict[tuple[str, str], dict[str, str]] = {
+            (name, v): dict(vs.outputNames)
+            for name, m in config.models.items()
+            for v, vs in m.versions.items()
+            if vs.outputNames
+        }
+        self._unrenames = {
+            key: {client: source for source, client in names.items()}
+            for key, names in self._renames.items()
+        }
 
     def allows_non_finite(self, model: str) -> bool:
         """Whether ``model`` takes NaN and infinite inputs (its ``allowNonFinite``)."""
@@ -160,12 +177,14 @@ class DataPlane:
         v = self.resolve_version(model, version)
         runtime = self.repository.runtime(model, v)
         sig = runtime.signature()
+        names = self._renames.get((model, v), {})
+        outputs = [TensorSpec(names.get(s.name, s.name), s.datatype, s.shape) for s in sig.outputs]
         doc: dict[str, Any] = {
             "name": model,
             "versions": list(self.repository.versions(model)),
             "platform": sig.platform or runtime.format,
             "inputs": [s.to_json() for s in sig.inputs],
-            "outputs": [s.to_json() for s in sig.outputs],
+            "outputs": [s.to_json() for s in outputs],
         }
         if sig.extra:
             doc["parameters"] = dict(sig.extra)
@@ -239,9 +258,23 @@ class DataPlane:
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
         )
+        names = self._renames.get((model, served))
+        if names is not None:
+            outputs = [replace(t, name=names[t.name]) if t.name in names else t for t in outputs]
         return InferOutcome(
             InferenceResponse(model, served, outputs, request.id), served, decision, fallbacks
         )
+
+    def _runtime_names(
+        self, model: str, version: str, request: InferenceRequest
+    ) -> InferenceRequest:
+        """``request`` with the outputs it asks for under the names ``version``'s runtime knows
+        (the client may ask for the ``outputNames`` the config gives them)."""
+        back = self._unrenames.get((model, version))
+        if back is None or request.outputs is None:
+            return request
+        outputs = [RequestedOutput(back.get(o.name, o.name), o.parameters) for o in request.outputs]
+        return replace(request, outputs=outputs)
 
     async def _run(
         self,
@@ -266,12 +299,13 @@ class DataPlane:
                     f"model '{model}' version '{version}' is ejected by outlier detection "
                     f"for another {left:.1f}s"
                 )
+            asked = self._runtime_names(model, version, request)
             for _ in range(decision.attempts if left is None else 0):
                 if trying is not None:
                     trying.append(version)
                 try:
                     async with self.repository.use(model, version) as runtime:
-                        call = self._infer_on(model, runtime, request)
+                        call = self._infer_on(model, runtime, asked)
                         if per_try is None:
                             outputs = await call
                         else:
@@ -388,6 +422,7 @@ class DataPlane:
         An in-process model predicts in the shadow worker process (``server.shadow.executor:
         process``) or a worker thread, whatever its ``executor``: a shadow must never hold the
         event loop that serves the primaries."""
+        request = self._runtime_names(model, version, request)
         async with self.repository.use(model, version) as runtime:
             if isinstance(runtime, LocalRuntime):
                 if self.shadow_processes is not None and self.shadow_processes.accepts(runtime):

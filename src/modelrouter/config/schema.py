@@ -7,6 +7,7 @@ Every model forbids unknown fields and is frozen once loaded.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from modelrouter.config import limits
 from modelrouter.config.durations import ByteSize, Duration
 from modelrouter.config.regex import compile_regex
 from modelrouter.config.rollouts import RolloutSpec, check_rollouts
+from modelrouter.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Model and version names appear in URLs: letters, digits, ``_``, ``.``, ``-``."""
@@ -31,6 +33,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 REMOTE_SCHEMES = ("http://", "https://")
 GRPC_SCHEMES = ("grpc://", "grpcs://", "http://", "https://")
 """A gRPC endpoint: ``grpc://`` or ``http://`` in plain text, ``grpcs://`` or ``https://`` TLS."""
+STORE_SCHEMES = ("sqlite://", "postgresql://", "postgres://", "memory://")
 
 
 def _name_check(kind: str) -> Callable[[Any], Any]:
@@ -189,6 +192,9 @@ class ServerSettings(Strict):
     grpc: GrpcServer | None = None
     store: str = "sqlite:///./modelrouter.db"
     """Relative SQLite paths resolve against the config file's folder."""
+    storeEnv: str | None = None
+    """Name of an environment variable holding the store URL; when set it replaces ``store``,
+    so a PostgreSQL password can come from a Kubernetes Secret instead of the config file."""
     storePollInterval: Duration = 0.5
     """How often a SQLite store is polled for routing changes of other gateways."""
     watchConfig: bool = True
@@ -211,11 +217,28 @@ class ServerSettings(Strict):
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, v: str) -> str:
-        if not v.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
+        if not v.startswith(STORE_SCHEMES):
             raise ValueError(
                 f"unsupported store {v!r}: use sqlite:///path, postgresql://... or memory://"
             )
         return v
+
+    def store_location(self) -> str:
+        """The store URL: the ``storeEnv`` variable's value when it is set, else ``store``."""
+        if self.storeEnv is None:
+            return self.store
+        value = os.environ.get(self.storeEnv, "")
+        if not value:
+            raise ConfigError(
+                f"the environment variable {self.storeEnv} is not set", field="server.storeEnv"
+            )
+        if not value.startswith(STORE_SCHEMES):
+            raise ConfigError(
+                f"the environment variable {self.storeEnv} does not hold a store URL "
+                "(sqlite:///path, postgresql://... or memory://)",
+                field="server.storeEnv",
+            )
+        return value
 
 
 # --------------------------------------------------------------------------- models
@@ -260,6 +283,24 @@ class VersionSpec(Strict):
     """Free-form settings passed to the runtime."""
     outlierDetection: OutlierDetection | None = None
     """Eject this version from routed traffic while it keeps failing (Istio's field)."""
+    outputNames: dict[str, str] = Field(default_factory=dict)
+    """The names clients see for the runtime's outputs, e.g. ``{predict: output-0}`` (what
+    KServe's servers call them): responses and model metadata carry the new name, and a
+    request asking for ``output-0`` gets the runtime's ``predict``."""
+
+    @field_validator("outputNames")
+    @classmethod
+    def _output_names(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for source, name in v.items():
+            if not name or not re.match(NAME_PATTERN, name):
+                raise ValueError(
+                    f"{source}: invalid output name {name!r}: use letters, digits, _ . -"
+                )
+            if name in seen:
+                raise ValueError(f"{source}: output name {name!r} is also given to {seen[name]!r}")
+            seen[name] = source
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> VersionSpec:

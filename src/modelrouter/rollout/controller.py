@@ -740,7 +740,9 @@ def build_manager(
     alias_setter: AliasSetter | None = None,
 ) -> RolloutManager:
     """A controller for every rollout of ``config``; they tick at a quarter of the shortest
-    interval (at most every second)."""
+    interval (at most every second). A lease lasts one interval (at most 15s, at least 1s),
+    renewed at every tick: when its gateway dies, another one takes it over within about
+    1.25 intervals."""
     prometheus = config.server.prometheus.url if config.server.prometheus else None
     owner = default_owner()
 
@@ -755,6 +757,7 @@ def build_manager(
             prometheus_url=prometheus,
             metrics=metrics,
             alias_setter=alias_setter,
+            lock_ttl=max(1.0, min(15.0, spec.analysis.interval)),
         )
 
     controllers = {name: make(name, spec) for name, spec in config.rollouts.items()}
