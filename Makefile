@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus chromium
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -16,7 +16,7 @@ serve: $(STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
 	$(BIN)/modelrouter serve $(CONFIG)
 
-test: $(STAMP) $(EXAMPLE_MODELS) lint typecheck
+test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -41,6 +41,12 @@ models: $(EXAMPLE_MODELS)
 prometheus:
 	command -v prometheus >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# The browser the dashboard tests drive through Playwright (Debian package; root). Playwright's
+# own browser download does not work here: the tests launch /usr/bin/chromium.
+chromium:
+	test -x /usr/bin/chromium || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 # Requests and simulated feedback for `make serve`, so its rollout has something to judge.
 traffic: $(STAMP) $(EXAMPLE_MODELS)

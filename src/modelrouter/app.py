@@ -19,11 +19,14 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from modelrouter.api.admin import AdminApi
+from modelrouter.api.events import EventHub, EventsApi
 from modelrouter.api.feedback import FeedbackApi
+from modelrouter.api.live_view import LiveView
 from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
+from modelrouter.api.ui import DashboardPages
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
@@ -247,11 +250,15 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
     admin = AdminApi(services.dataplane, services.routing, services.store, token)
     repository_api = RepositoryApi(services.repository, services.store, token)
+    events = EventHub(live_view(services))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(services):
-            yield
+            try:
+                yield
+            finally:
+                await events.close()
 
     return create_rest_app(
         services.dataplane,
@@ -267,5 +274,18 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
                 if services.rollouts
                 else []
             ),
+            *EventsApi(events, admin.authorize).routes(),
+            *DashboardPages().routes(),
         ],
+    )
+
+
+def live_view(services: Services) -> LiveView:
+    """What the dashboard's event stream reads of this gateway."""
+    return LiveView(
+        services.repository,
+        services.routing,
+        services.rollouts,
+        services.telemetry.windows,
+        lambda: services.telemetry.metrics.request_stats.counts,
     )
