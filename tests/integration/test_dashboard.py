@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -62,9 +63,9 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, gateway: str) -> Iterator[Page]:
+def page(browser: Browser) -> Iterator[Page]:
     """A fresh page (own session storage) whose every request is checked to stay on the
-    gateway's origin."""
+    origin of the gateway it opened."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     p = context.new_page()
     requests: list[str] = []
@@ -76,9 +77,12 @@ def page(browser: Browser, gateway: str) -> Iterator[Page]:
         lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
     )
     yield p
+    parts = urlsplit(p.url)
+    origin = f"{parts.scheme}://{parts.netloc}/"
     context.close()
+    assert origin.startswith("http://127.0.0.1:"), origin
     assert requests, "the page made no request at all"
-    foreign = [u for u in requests if not (u.startswith(gateway + "/") or u.startswith("data:"))]
+    foreign = [u for u in requests if not (u.startswith(origin) or u.startswith("data:"))]
     assert foreign == [], f"requests left the gateway's origin: {foreign}"
     assert errors == [], f"the page raised: {errors}"
 
@@ -301,3 +305,89 @@ def test_a_lost_connection_reconnects(page: Page, gateway: str) -> None:
     expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
     assert len(calls) == 3
     expect(page.locator("#rollout-churn-v2")).to_be_visible()
+
+
+EXPERIMENTS = """
+server: {store: "sqlite:///./gw.db", telemetry: {flushInterval: 0.2}}
+models:
+  churn:
+    versions:
+      v1: {storageUri: ./models/churn/v1, modelFormat: sklearn}
+      v2: {storageUri: ./models/churn/v2, modelFormat: sklearn}
+    http:
+      - name: default
+        route: [{destination: v1, weight: 50}, {destination: v2, weight: 50}]
+        sticky: {header: x-user-id}
+  offers:
+    versions:
+      a: {storageUri: ./models/churn/v1, modelFormat: sklearn}
+      b: {storageUri: ./models/churn/v2, modelFormat: sklearn}
+    http:
+      - name: default
+        route: [{destination: a, weight: 50}, {destination: b, weight: 50}]
+rollouts:
+  churn-ab:
+    model: churn
+    rule: default
+    primary: v1
+    canary: v2
+    strategy: abtest
+    analysis: {interval: 1s, weight: 50, testMetric: accuracy}
+  offers-bandit:
+    model: offers
+    rule: default
+    primary: a
+    canary: b
+    strategy: bandit
+    analysis: {interval: 1s, testMetric: reward, minWeight: 5}
+"""
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway running an A/B test and a bandit (one second intervals)."""
+    folder = tmp_path_factory.mktemp("experiments")
+    (folder / "models").symlink_to(EXAMPLE_MODELS)
+    (folder / "modelrouter.yaml").write_text(EXPERIMENTS)
+    with gateway_process(
+        folder / "modelrouter.yaml", env={"MODELROUTER_ADMIN_TOKEN": TOKEN}
+    ) as url:
+        yield url
+
+
+def feed_experiments(url: str, n: int) -> None:
+    """Requests with feedback: v2 always right and v1 always wrong; b rewarded, a not."""
+    body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 10], "data": ROW}]}
+    with httpx.Client(base_url=url, headers=AUTH, timeout=15) as c:
+        for i in range(n):
+            r = c.post("/v2/models/churn/infer", json=body, headers={"x-user-id": f"u{i}"})
+            label = r.json()["outputs"][0]["data"][0]
+            truth = label if r.headers["x-model-version"] == "v2" else 1 - label
+            rid = r.headers["x-request-id"]
+            assert c.post("/api/v1/feedback", json={"request_id": rid, "truth": [truth]}).is_success
+            r = c.post("/v2/models/offers/infer", json=body)
+            reward = 1.0 if r.headers["x-model-version"] == "b" else 0.0
+            rid = r.headers["x-request-id"]
+            assert c.post("/api/v1/feedback", json={"request_id": rid, "reward": reward}).is_success
+
+
+def test_ab_effect_and_decision_and_bandit_weights(page: Page, experiments: str) -> None:
+    sign_in(page, experiments)
+    expect(page.locator("#conn")).to_have_text("live")
+    feed_experiments(experiments, 120)
+    ab = page.locator("#rollout-churn-ab")
+    expect(ab.locator("dd.decision")).to_have_text("v2 wins", timeout=20_000)
+    # v2 was always right and v1 always wrong: the effect is +1, its interval around it
+    figures = ab.locator(".ab")
+    expect(figures).to_contain_text(
+        re.compile(r"effect\s*1\.0000\s*95% interval\s*\[0\.\d+, 1\.\d+\]")
+    )
+    expect(figures).to_contain_text(re.compile(r"v1 \(primary\)\s*0\.000 of \d+"))
+    expect(figures).to_contain_text(re.compile(r"v2 \(canary\)\s*1\.000 of \d+"))
+    expect(ab.locator("h3 .badge")).to_have_text("Succeeded")
+    expect(ab.locator(".timeline")).to_contain_text("v2 wins on accuracy")
+    bandit = page.locator("#rollout-offers-bandit")
+    expect(bandit.locator(".bandit polyline")).to_have_count(2, timeout=20_000)
+    expect(bandit.locator(".bandit .legend")).to_contain_text("P(best)")
+    expect(bandit.locator(".timeline")).to_contain_text("Thompson sampling")
+    page.locator("#rollouts-section").screenshot(path=str(ARTIFACTS / "dashboard-experiments.png"))

@@ -544,18 +544,29 @@ function renderRollouts() {
       ["promote", "Promote", final],
       ["abort", "Abort", final],
     ].map(([action, label, disabled]) => h("button", { type: "button", class: action === "abort" ? "danger" : "", disabled, "aria-label": `${label} rollout ${r.name}`, onclick: () => rolloutCommand(r.name, action) }, label));
-    const w = r.weights || {};
+    const own = r.weights || {};
+    const live = liveWeights(r.model, r.rule);
+    const w = live || own;
+    const differs = live && Object.keys(own).length && Object.keys(own).some((v) => (own[v] ?? 0) !== (live[v] ?? 0));
     return h("article", { class: "card wide rollout", id: slug("rollout", r.name), "data-phase": r.phase },
-      h("h3", {}, r.name, " ", h("span", { class: `badge phase-${r.phase.toLowerCase()}`, "aria-label": `phase ${r.phase}` }, r.phase)),
-      h("p", { class: "muted" }, `${r.strategy} of ${r.model}, rule ${r.rule}: ${r.primary} → ${r.canary} · checks passed ${r.iterations}, failed ${r.failedChecks}${r.pendingCommand ? ` · pending ${r.pendingCommand.action}` : ""}`),
-      h("div", { class: "split", role: "img", "aria-label": `weights ${Object.entries(w).map(([v, x]) => `${v} ${x}%`).join(", ")}` },
-        Object.entries(w).filter(([, x]) => x > 0).map(([v, x]) => h("span", { style: `width:${x}%;background:${colorOf(r.model, v)}` }, `${v} ${x}%`))),
-      r.message ? h("p", { class: "message-line" }, r.message) : null,
-      h("div", { class: "buttons", role: "group", "aria-label": `Commands for rollout ${r.name}` }, buttons),
-      r.strategy === "abtest" ? abResult(r, history) : null,
-      r.strategy === "bandit" ? banditChart(r, history) : null,
-      timeline(history));
+      h("div", { class: "rollout-main" },
+        h("h3", {}, r.name, " ", h("span", { class: `badge phase-${r.phase.toLowerCase()}`, "aria-label": `phase ${r.phase}` }, r.phase)),
+        h("p", { class: "muted" }, `${r.strategy} of ${r.model}, rule ${r.rule}: ${r.primary} → ${r.canary} · checks passed ${r.iterations}, failed ${r.failedChecks}${r.lastCheck ? ` · last check ${when(r.lastCheck)}` : ""}${r.pendingCommand ? ` · pending ${r.pendingCommand.action}` : ""}`),
+        h("div", { class: "split", role: "img", "aria-label": `live weights ${Object.entries(w).map(([v, x]) => `${v} ${x}%`).join(", ")}` },
+          Object.entries(w).filter(([, x]) => x > 0).map(([v, x]) => h("span", { style: `width:${x}%;background:${colorOf(r.model, v)}` }, `${v} ${x}%`))),
+        differs ? h("p", { class: "note" }, `The live rule differs from the rollout's own weights (${Object.entries(own).map(([v, x]) => `${v} ${x}%`).join(", ")}): someone else changed rule ${r.rule}.`) : null,
+        r.message ? h("p", { class: "message-line" }, r.message) : null,
+        h("div", { class: "buttons", role: "group", "aria-label": `Commands for rollout ${r.name}` }, buttons),
+        r.strategy === "abtest" ? abResult(r, history) : null,
+        r.strategy === "bandit" ? banditChart(r, history) : null),
+      h("div", { class: "rollout-steps" }, timeline(history)));
   }));
+}
+
+function liveWeights(model, ruleName) {
+  const rule = rulesOf(model).find((x) => x.name === ruleName);
+  if (!rule) return null;
+  return Object.fromEntries((rule.route || []).map((d) => [d.destination, d.weight ?? 100]));
 }
 
 function abResult(r, history) {
@@ -569,7 +580,11 @@ function abResult(r, history) {
     h("dt", {}, "effect"), h("dd", {}, t.effect === undefined ? "–" : fmt(t.effect, 4)),
     h("dt", {}, "95% interval"), h("dd", {}, t.ciLow === undefined ? "–" : `[${fmt(t.ciLow, 4)}, ${fmt(t.ciHigh, 4)}]`),
     h("dt", {}, "p-value"), h("dd", {}, t.pValue === undefined ? "–" : Number(t.pValue).toPrecision(3)),
-    h("dt", {}, "decision"), h("dd", {}, decision));
+    h("dt", {}, "decision"), h("dd", { class: "decision" }, decision),
+    step && step.figures.test.primary ? [
+      h("dt", {}, `${r.primary} (primary)`), h("dd", {}, `${fmt(step.figures.test.primary.rate, 3)} of ${step.figures.test.primary.trials}`),
+      h("dt", {}, `${r.canary} (canary)`), h("dd", {}, `${fmt(step.figures.test.canary.rate, 3)} of ${step.figures.test.canary.trials}`),
+    ] : null);
 }
 
 function banditChart(r, history) {
@@ -581,7 +596,25 @@ function banditChart(r, history) {
     const pts = points.map((p) => `${((p.time - t0) / (t1 - t0 || 1) * W).toFixed(1)},${(H - (p.weights[v] || 0) / 100 * H).toFixed(1)}`);
     svg.append(s("polyline", { points: pts.join(" "), stroke: colorOf(r.model, v), fill: "none", "stroke-width": "2" }));
   }
-  return h("div", { class: "bandit" }, h("h4", {}, "Arm weights over time"), svg);
+  const res = r.result || {};
+  const best = res.probabilityBest || {};
+  const legend = h("div", { class: "legend" }, [r.primary, r.canary].map((v) => h("span", { class: "share", "data-version": v },
+    h("span", { class: "dot", style: `background:${colorOf(r.model, v)}` }), h("b", {}, v), " ",
+    h("span", { class: "live-share" }, `${(r.weights || {})[v] ?? 0}%`),
+    h("span", { class: "muted" }, ` · P(best) ${best[v] === undefined ? "–" : Number(best[v]).toFixed(3)} · ${res.metric || "reward"} ${res.rates && res.rates[v] !== null && res.rates[v] !== undefined ? Number(res.rates[v]).toFixed(3) : "–"} (${(res.trials || {})[v] ?? 0})`))));
+  return h("div", { class: "bandit" }, h("h4", {}, "Arm weights over time"), svg,
+    h("div", { class: "axis" }, h("span", {}, when(t0)), h("span", {}, when(t1))), legend);
+}
+
+function figuresLine(x) {
+  const f = x.figures || {};
+  const rate = (p) => (p && p.rate !== null && p.rate !== undefined ? `${Number(p.rate).toFixed(3)} of ${p.trials}` : "–");
+  if (f.test) return h("div", { class: "muted" }, `${f.test.metric}: primary ${rate(f.test.primary)}, canary ${rate(f.test.canary)}`);
+  if (f.bandit) {
+    const b = f.bandit;
+    return h("div", { class: "muted" }, `P(best): ${Object.entries(b.probabilityBest || {}).map(([v, p]) => `${v} ${Number(p).toFixed(3)}`).join(", ")} · ${b.metric}: ${Object.entries(b.rates || {}).map(([v, r]) => `${v} ${r === null ? "–" : Number(r).toFixed(3)} (${(b.trials || {})[v]})`).join(", ")}`);
+  }
+  return null;
 }
 
 function timeline(history) {
@@ -595,6 +628,7 @@ function timeline(history) {
         x.weights ? h("span", { class: "muted" }, Object.entries(x.weights).map(([v, w]) => `${v} ${w}%`).join(" / ")) : null,
         x.actor ? h("span", { class: "muted" }, ` · ${x.actor}`) : null),
       h("div", {}, x.reason || ""),
+      figuresLine(x),
       x.checks && x.checks.length ? h("table", { class: "checks" },
         h("thead", {}, h("tr", {}, ["check", "value", "canary", "primary", "range", "samples", "verdict"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, x.checks.map((c) => h("tr", {},
@@ -609,7 +643,7 @@ function timeline(history) {
 async function loadAudit() {
   const form = $("audit-form");
   const q = new URLSearchParams({ order: "desc" });
-  for (const [k, v] of new FormData(form).entries()) if (String(v).trim()) q.set(k, String(v).trim());
+  for (const [k, v] of new FormData(form).entries()) if (k !== "follow" && String(v).trim()) q.set(k, String(v).trim());
   const box = $("audit");
   try {
     const doc = await api("GET", `/api/v1/audit?${q}`);
@@ -657,11 +691,12 @@ function ruleDiff(before, after) {
     const b = old[n];
     delete old[n];
     const show = (x) => (x.route || []).map((d) => `${d.destination} ${d.weight ?? 100}%`).join(", ");
-    if (!b) lines.push(`${n}: added (${show(r)})`);
+    if (!b) lines.push(`${n}: ${before ? "added" : "set"} (${show(r)})`);
     else if (JSON.stringify(b) !== JSON.stringify(r)) lines.push(show(b) !== show(r) ? `${n}: ${show(b)} → ${show(r)}` : `${n}: changed`);
   });
   for (const n of Object.keys(old)) lines.push(`${n}: removed`);
-  return lines.length ? lines : ["no rule changed"];
+  if (!lines.length) return [before ? "no rule changed" : "no rules (the default version answers)"];
+  return lines;
 }
 
 async function loadChanges() {
@@ -683,6 +718,11 @@ async function loadChanges() {
 
 function setupAudit() {
   $("audit-form").addEventListener("submit", (ev) => { ev.preventDefault(); loadAudit(); });
+  // "follow": the query runs again every 5 s, unless the user is typing in the filters
+  setInterval(() => {
+    const typing = $("audit-form").contains(document.activeElement) && document.activeElement.id !== "f-follow";
+    if ($("f-follow").checked && !$("app").hidden && !typing) loadAudit();
+  }, 5000);
   $("explain-form").addEventListener("submit", (ev) => { ev.preventDefault(); explainRequest($("explain-id").value.trim()); });
 }
 
