@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -20,7 +20,7 @@ serve: $(SERVE_STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
 	$(BIN)/modelrouter serve $(CONFIG) --port $(PORT)
 
-test: $(STAMP) $(EXAMPLE_MODELS) lint typecheck
+test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -61,6 +61,12 @@ PROTO_DIR := src/modelrouter/protocol/proto
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) \
 	  --descriptor_set_out=$(PROTO_DIR)/inference.binpb inference.proto
+
+# The browser the dashboard tests drive through Playwright (Debian package; root). Playwright's
+# own browser download does not work here: the tests launch /usr/bin/chromium.
+chromium:
+	test -x /usr/bin/chromium || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 # `kubectl kustomize`, which the export tests render the manifests with (no cluster needed;
 # Debian package; root).

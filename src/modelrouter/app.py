@@ -22,11 +22,14 @@ from starlette.types import ASGIApp
 
 from modelrouter.api.admin import AdminApi
 from modelrouter.api.edge import HeaderLimits
+from modelrouter.api.events import EventHub, EventsApi
 from modelrouter.api.feedback import FeedbackApi
+from modelrouter.api.live_view import LiveView
 from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
+from modelrouter.api.ui import DashboardPages
 from modelrouter.audit import records
 from modelrouter.audit.checkpoints import CheckpointWriter, configured_signer
 from modelrouter.audit.writer import AuditWriter
@@ -347,11 +350,15 @@ def create_app(
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
     admin = AdminApi(services.control, token)
     repository_api = RepositoryApi(services.control, token)
+    events = EventHub(live_view(services))
 
     @contextlib.asynccontextmanager
     async def with_services(app: Starlette) -> AsyncIterator[None]:
         async with running(services):
-            yield
+            try:
+                yield
+            finally:
+                await events.close()
 
     http = config.server.http
     return create_rest_app(
@@ -364,7 +371,20 @@ def create_app(
             *MetricsApi(services.telemetry.metrics).routes(),
             *FeedbackApi(services.control, token).routes(),
             *RolloutsApi(services.control, admin.authorize).routes(),
+            *EventsApi(events, admin.authorize).routes(),
+            *DashboardPages().routes(),
         ],
         header_limits=HeaderLimits(http.maxHeaderCount, http.maxHeaderSize, http.maxHeaderListSize),
         admin_token=token,
+    )
+
+
+def live_view(services: Services) -> LiveView:
+    """What the dashboard's event stream reads of this gateway."""
+    return LiveView(
+        services.repository,
+        services.routing,
+        services.rollouts,
+        services.telemetry.windows,
+        lambda: services.telemetry.metrics.request_stats.counts,
     )
