@@ -29,8 +29,9 @@ ADMIN: Final = "admin"
 ROLLOUT: Final = "rollout"
 FEEDBACK: Final = "feedback"
 GAP: Final = "gap"
+EJECTION: Final = "ejection"
 
-KINDS: Final = frozenset({DECISION, CHANGE, ADMIN, ROLLOUT, FEEDBACK, GAP})
+KINDS: Final = frozenset({DECISION, CHANGE, ADMIN, ROLLOUT, FEEDBACK, GAP, EJECTION})
 """Every kind a record can have; a query for any other kind is refused."""
 
 ALIAS_WATCH_ACTOR: Final = "mlflow-alias-watch"
@@ -170,6 +171,34 @@ def config_import(
             "model": model,
             "fileRules": file_rules,
             "leftAlone": [dict(x) for x in left_alone],
+            "reason": reason,
+        },
+        time,
+    )
+
+
+def ejection(
+    *,
+    action: Literal["ejected", "returned"],
+    model: str,
+    version: str,
+    consecutive_errors: int,
+    ejections: int,
+    seconds: float,
+    reason: str,
+    time: float | None = None,
+) -> Record:
+    """Outlier detection ejected a version from routed traffic, or returned it to service."""
+    return _with_time(
+        {
+            "kind": EJECTION,
+            "actor": "outlier-detection",
+            "action": action,
+            "model": model,
+            "version": version,
+            "consecutive_errors": consecutive_errors,
+            "ejections": ejections,
+            "seconds": round(seconds, 3),
             "reason": reason,
         },
         time,

@@ -17,7 +17,9 @@ def test_no_module_but_records_builds_an_audit_record() -> None:
     offenders = [
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
-        if path.name != "records.py" and literal.search(path.read_text())
+        if path.name != "records.py"
+        and "export" not in path.relative_to(SRC).parts  # Kubernetes manifests have kinds too
+        and literal.search(path.read_text())
     ]
     assert offenders == []
 
