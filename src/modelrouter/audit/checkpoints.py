@@ -444,7 +444,8 @@ async def verify_checkpoints(
     if problems.first is None:
         return CheckpointResult(True, chain, total, checked, pruned, newest, key_given=given)
     seq, reason = problems.first
-    more = f" ({problems.count - 1} more problems)" if problems.count > 1 else ""
+    others = problems.count - 1
+    more = f" ({others} more problem{'s' if others > 1 else ''})" if others else ""
     bad = None if seq < 0 else seq
     return CheckpointResult(False, chain, total, checked, pruned, newest, bad, reason + more, given)
 

@@ -144,7 +144,7 @@ def test_a_rewritten_record_under_a_checkpoint_fails_at_its_seq(tmp_path: Path) 
     result = run(main())
     assert (result.ok, result.first_bad_seq) == (False, 5)
     assert "the record at seq 5 is not the one signed at" in result.reason
-    assert "(1 more problems)" in result.reason
+    assert "(1 more problem)" in result.reason
 
 
 def test_checkpoints_need_the_right_key_and_undamaged_lines(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_checkpoints_need_the_right_key_and_undamaged_lines(tmp_path: Path) -> N
     result = _check(store, sink)
     assert not result.ok
     assert "checkpoint line 2 (seq 3) is not signed by key" in result.reason
-    assert "(1 more problems)" not in result.reason
+    assert "more problem" not in result.reason
     good = (tmp_path / "c.jsonl").read_text().splitlines()[0]
     (tmp_path / "d.jsonl").write_text(
         good + '\n{"format": "modelrouter-audit-checkpoint/1", "seq": "x"}\n'
