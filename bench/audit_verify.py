@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _common import format_table, print_block
 from modelrouter.audit import records
 from modelrouter.audit.chain import ChainVerifier
-from modelrouter.audit.checkpoints import FileSink, verify_checkpoints, write_checkpoint
+from modelrouter.audit.checkpoints import verify_checkpoints, write_checkpoint
 from modelrouter.audit.signing import SigningKey
+from modelrouter.audit.sinks import FileSink
 from modelrouter.store.sqlite import SQLiteStore
 
 

@@ -23,7 +23,6 @@ from modelrouter.audit import records
 from modelrouter.audit.checkpoints import (
     Checkpoint,
     CheckpointResult,
-    open_sink,
     verify_checkpoints,
     write_checkpoint,
 )
@@ -36,6 +35,7 @@ from modelrouter.audit.query import (
     run_query,
 )
 from modelrouter.audit.signing import PublicKey, SigningKey, load_public_key, load_signing_key
+from modelrouter.audit.sinks import open_sink
 from modelrouter.config.durations import parse_duration, parse_time
 from modelrouter.errors import InvalidInput, ModelRouterError
 from modelrouter.store import Store, open_store

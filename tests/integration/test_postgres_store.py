@@ -286,8 +286,9 @@ def test_watch_sees_a_put_from_another_process(pg_url: str, tmp_path: Path) -> N
 def test_a_truncated_log_with_a_rewritten_head_fails_verify_checkpoints(
     pg_url: str, tmp_path: Path
 ) -> None:
-    from modelrouter.audit.checkpoints import FileSink, verify_checkpoints, write_checkpoint
+    from modelrouter.audit.checkpoints import verify_checkpoints, write_checkpoint
     from modelrouter.audit.signing import SigningKey
+    from modelrouter.audit.sinks import FileSink
 
     key = SigningKey.generate()
     sink = FileSink(tmp_path / "checkpoints.jsonl")

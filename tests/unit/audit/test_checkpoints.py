@@ -15,13 +15,12 @@ from modelrouter.audit.checkpoints import (
     Checkpoint,
     CheckpointResult,
     CheckpointWriter,
-    FileSink,
-    open_sink,
     sign,
     verify_checkpoints,
     write_checkpoint,
 )
 from modelrouter.audit.signing import SigningKey, load_public_key, load_signing_key
+from modelrouter.audit.sinks import FileSink, open_sink
 from modelrouter.config.schema import CheckpointSettings
 from modelrouter.errors import ConfigError
 from modelrouter.store.memory import MemoryStore
