@@ -187,20 +187,27 @@ class CheckpointWriter:
         return checkpoint
 
     async def run(self) -> None:
-        """Tick every interval until cancelled; failures are logged and retried next time."""
+        """Tick every interval until cancelled; failures are logged and retried next time.
+        Call :meth:`close` after it ends."""
+        while True:
+            await self._tick_logged()
+            await asyncio.sleep(self.interval)
+
+    async def close(self) -> None:
+        """A last checkpoint (call it once the audit writer has flushed, so it covers every
+        record this gateway wrote), then give the lease up."""
         try:
-            while True:
-                try:
-                    await self.tick()
-                except ModelRouterError as exc:
-                    self.errors += 1
-                    log.warning(
-                        "audit checkpoint not written (%s); next try in %gs", exc, self.interval
-                    )
-                await asyncio.sleep(self.interval)
+            await self._tick_logged()
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.release_lock(LEASE, self.owner))
+                await self.store.release_lock(LEASE, self.owner)
+
+    async def _tick_logged(self) -> None:
+        try:
+            await self.tick()
+        except ModelRouterError as exc:
+            self.errors += 1
+            log.warning("audit checkpoint not written (%s); next try in %gs", exc, self.interval)
 
 
 # -- verifying -----------------------------------------------------------------------------

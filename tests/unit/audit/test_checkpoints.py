@@ -242,9 +242,33 @@ def test_the_writer_keeps_running_when_the_sink_fails(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert await store.try_lock("audit-checkpoints", "x", 1) is not False  # released
+        errors = writer.errors
+        await writer.close()  # its last try fails too, and the lease is given up all the same
+        assert writer.errors == errors + 1
+        assert await store.try_lock("audit-checkpoints", "someone-else", 1)
 
     run(main())
+
+
+def test_closing_the_writer_signs_what_was_flushed_last(tmp_path: Path) -> None:
+    store = MemoryStore()
+    sink = FileSink(tmp_path / "c.jsonl")
+
+    async def main() -> None:
+        writer = CheckpointWriter(store, sink, KEY, interval=3600)
+        task = asyncio.create_task(writer.run())
+        while writer.written < 1:  # noqa: ASYNC110 (polls a counter of the code under test)
+            await asyncio.sleep(0.01)
+        await _fill(store, 3)  # after the interval's checkpoint, before shutdown
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await writer.close()
+        assert await store.try_lock("audit-checkpoints", "someone-else", 1)
+
+    run(main())
+    seqs = [Checkpoint.from_line(x).seq for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert seqs == [0, 3]
 
 
 def test_keys_load_from_a_file_or_the_environment(
