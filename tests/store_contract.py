@@ -373,6 +373,23 @@ async def scan_and_audit_hashes_read_what_verify_needs(store: Store) -> None:
     assert await store.audit_hashes([]) == {}
 
 
+@contract
+async def feedback_is_unique_per_request_id(store: Store) -> None:
+    """A database constraint, not a query before the insert: a second feedback record of a
+    request is a Conflict, the chain is untouched, other kinds may share the request id."""
+    fb = {"kind": "feedback", "request_id": "req-1", "model": "churn", "version": "v1"}
+    await store.append_audit([decision(1), fb])
+    head = (await store.audit_bounds()).head
+    with pytest.raises(Conflict, match="request_id: feedback"):
+        await store.append_audit([decision(2), {**fb, "reward": 1.0}])
+    with pytest.raises(Conflict):
+        await store.append_audit([{**fb, "request_id": "req-3"}, {**fb, "request_id": "req-3"}])
+    assert (await store.audit_bounds()).head == head  # nothing of the refused batches
+    await store.append_audit([decision(1), {**fb, "request_id": "req-2"}])
+    assert len(await store.query_audit(kind="feedback", limit=None)) == 2
+    assert (await store.verify_audit()).ok
+
+
 def run_check(store: Store, check: Check) -> None:
     """Run one contract check against ``store`` and close it."""
 

@@ -793,12 +793,8 @@ BAD_PUTS: list[tuple[str, Any, str]] = [
         "http.0.match.0.headers.x-a.regex",
     ),
     (
-        "mirror of a routed version",
-        {
-            "http": [
-                {"name": "r", "route": route(("a", 50), ("b", 50)), "mirror": {"destination": "a"}}
-            ]
-        },
+        "mirror of the only routed version",
+        {"http": [{"name": "r", "route": [{"destination": "a"}], "mirror": {"destination": "a"}}]},
         "http.0.mirror.destination",
     ),
     (
@@ -877,7 +873,10 @@ def test_a_valid_put_serves_at_once_and_is_audited(gw: Gateway) -> None:
     assert change["actor"] == "alice"
     assert change["reason"] == "move to b"
     assert change["before"] == {"http": before["http"]}
-    assert change["after"] == {"http": new["http"]}
+    assert change["after"]["http"] == new["http"]
+    # the changed rules are alice's now (issue 8: every rule has an owner)
+    assert change["after"]["owners"] == {"vip": "admin/alice", "default": "admin/alice"}
+    assert got["owners"] == change["after"]["owners"]
     assert change["routing_version"] == before["version"] + 1
     # the next request's decision names the new rule and table version
     r = infer(gw, "adm", {"x-tier": "gold"})

@@ -8,6 +8,7 @@ parsed values or, for query strings, with :meth:`AuditQuery.from_params`) and ca
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,7 +38,7 @@ def check_kind(kind: str) -> str:
     """``kind`` if records of that kind exist, else :class:`InvalidInput` naming ``kind``."""
     if kind not in records.KINDS:
         raise InvalidInput(
-            f"kind: unknown record kind {kind!r} (known: {', '.join(sorted(records.KINDS))})"
+            f"kind: unknown audit record kind {kind!r} (known: {', '.join(sorted(records.KINDS))})"
         )
     return kind
 
@@ -70,7 +71,7 @@ class AuditQuery:
         if self.after_seq is not None and self.after_seq < 0:
             raise InvalidInput("after_seq: must not be negative")
         if self.since is not None and self.until is not None and self.since > self.until:
-            raise InvalidInput("since: must not be after until")
+            raise InvalidInput("since: must not be later than until")
 
     @classmethod
     def from_params(cls, params: Mapping[str, str], now: float) -> AuditQuery:
@@ -79,7 +80,7 @@ class AuditQuery:
         unknown = set(params) - PARAMS
         if unknown:
             raise InvalidInput(
-                f"unknown query parameter {sorted(unknown)[0]!r} "
+                f"unknown audit filter {sorted(unknown)[0]!r} "
                 f"(filters: {', '.join(sorted(PARAMS))})"
             )
         args: dict[str, Any] = {k: params[k] for k in _TEXT_FILTERS if k in params}
@@ -94,12 +95,19 @@ class AuditQuery:
                 try:
                     args[k] = int(params[k])
                 except ValueError:
-                    raise InvalidInput(f"{k} must be an integer, got {params[k]!r}") from None
+                    raise InvalidInput(f"{k}: must be an integer, not {params[k]!r}") from None
         if args.get("limit") is not None and args["limit"] > MAX_PAGE:
-            raise InvalidInput(f"limit: at most {MAX_PAGE} records a page (page with after_seq)")
+            raise InvalidInput(
+                f"limit: must be an integer from 0 to {MAX_PAGE} (page on with after_seq)"
+            )
         if "order" in params:
             args["order"] = params["order"]
         return cls(**args)
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], now: float | None = None) -> AuditQuery:
+        """:meth:`from_params` at ``now`` (default: the current time)."""
+        return cls.from_params(params, time.time() if now is None else now)
 
 
 async def run_query(store: Store, query: AuditQuery) -> list[dict[str, Any]]:

@@ -29,8 +29,9 @@ ADMIN: Final = "admin"
 ROLLOUT: Final = "rollout"
 FEEDBACK: Final = "feedback"
 GAP: Final = "gap"
+EJECTION: Final = "ejection"
 
-KINDS: Final = frozenset({DECISION, CHANGE, ADMIN, ROLLOUT, FEEDBACK, GAP})
+KINDS: Final = frozenset({DECISION, CHANGE, ADMIN, ROLLOUT, FEEDBACK, GAP, EJECTION})
 """Every kind a record can have; a query for any other kind is refused."""
 
 ALIAS_WATCH_ACTOR: Final = "mlflow-alias-watch"
@@ -151,6 +152,31 @@ def version_action(
     )
 
 
+def config_import(
+    *,
+    actor: str,
+    model: str,
+    file_rules: str,
+    left_alone: Sequence[Mapping[str, Any]],
+    reason: str,
+    time: float | None = None,
+) -> Record:
+    """A config-file edit of ``model`` that left rules to their other owners (an admin actor,
+    a rollout); ``file_rules`` is the content hash of the file's rules, once per cluster."""
+    return _with_time(
+        {
+            "kind": ADMIN,
+            "actor": actor,
+            "action": "config-import",
+            "model": model,
+            "fileRules": file_rules,
+            "leftAlone": [dict(x) for x in left_alone],
+            "reason": reason,
+        },
+        time,
+    )
+
+
 def alias_moved(
     *,
     model: str,
@@ -256,6 +282,39 @@ def rollout_step(
     )
 
 
+def rollout_config(
+    *,
+    actor: str,
+    rollout: str,
+    model: str,
+    rule: str,
+    canary: str,
+    strategy: str,
+    action: str,
+    phase_before: str,
+    phase: str,
+    reason: str,
+    time: float | None = None,
+) -> Record:
+    """A rollout started, restarted or stopped because the config file's ``rollouts:`` changed."""
+    return _with_time(
+        {
+            "kind": ROLLOUT,
+            "actor": actor,
+            "rollout": rollout,
+            "model": model,
+            "rule": rule,
+            "version": canary,
+            "strategy": strategy,
+            "action": action,
+            "phaseBefore": phase_before,
+            "phase": phase,
+            "reason": reason,
+        },
+        time,
+    )
+
+
 def rollout_alias(
     *,
     actor: str,
@@ -312,6 +371,35 @@ def feedback(
     if scored:
         record.update(labels=labels, correct=correct, values=values, abs_error=abs_error)
     return _with_time(record, time)
+
+
+def ejection(
+    *,
+    action: Literal["ejected", "returned"],
+    model: str,
+    version: str,
+    consecutive_errors: int,
+    ejections: int,
+    seconds: float,
+    reason: str,
+    actor: str = "outlier-detection",
+    time: float | None = None,
+) -> Record:
+    """Outlier detection ejected a version from its rules' routes, or returned it."""
+    return _with_time(
+        {
+            "kind": EJECTION,
+            "actor": actor,
+            "action": action,
+            "model": model,
+            "version": version,
+            "consecutive_errors": consecutive_errors,
+            "ejections": ejections,
+            "seconds": round(seconds, 3),
+            "reason": reason,
+        },
+        time,
+    )
 
 
 def gap(

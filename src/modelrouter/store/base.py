@@ -423,6 +423,23 @@ def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
     return normalize(document)
 
 
+FEEDBACK_ONCE_INDEX = "mr_audit_feedback_once"
+"""The unique index that makes feedback unique per request id (every gateway, one store)."""
+
+
+def feedback_once_sql(table: str) -> str:
+    """The partial unique index on ``table``: at most one ``feedback`` record per request."""
+    return (
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {FEEDBACK_ONCE_INDEX} ON {table} (request_id)"
+        " WHERE kind = 'feedback'"
+    )
+
+
+def duplicate_feedback(detail: object) -> Conflict:
+    """What :meth:`Store.append_audit` raises for a second feedback of one request."""
+    return Conflict(f"request_id: feedback for this request was already given ({detail})")
+
+
 def check_expected(model: str, current: int, expected: int | None) -> None:
     """Raise :class:`Conflict` when an optimistic write's ``expected`` version is stale."""
     if expected is not None and expected != current:

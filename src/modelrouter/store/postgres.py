@@ -29,6 +29,7 @@ import psycopg
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
+    FEEDBACK_ONCE_INDEX,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
     AuditBounds,
@@ -46,6 +47,8 @@ from modelrouter.store.base import (
     check_metric_rows,
     check_prune,
     check_rollout_expected,
+    duplicate_feedback,
+    feedback_once_sql,
     metric_row,
     metric_values,
     normalize_document,
@@ -160,6 +163,12 @@ class PostgresStore(Store):
                     await conn.execute(f'CREATE SCHEMA "{self.schema}"')
                 for statement in self._schema_statements():
                     await conn.execute(statement)
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(feedback_once_sql(self._t_audit))
+                except psycopg.errors.UniqueViolation as exc:
+                    # a store from before the constraint holding duplicates: keep serving
+                    log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
                 cur = await conn.execute(f"SELECT schema_version FROM {self._t_state} WHERE id = 1")
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -249,6 +258,10 @@ class PostgresStore(Store):
                     return await fn(conn)
                 except ModelRouterError:
                     raise
+                except psycopg.errors.UniqueViolation as exc:
+                    if FEEDBACK_ONCE_INDEX in str(exc):
+                        raise duplicate_feedback(exc.diag.message_primary) from exc
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
                 except psycopg.Error as exc:
                     dead = conn.broken or conn.closed
                     if dead:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,8 @@ from modelrouter.store.base import (
     check_metric_rows,
     check_prune,
     check_rollout_expected,
+    duplicate_feedback,
+    feedback_once_sql,
     metric_row,
     metric_values,
     normalize_document,
@@ -52,6 +55,7 @@ from modelrouter.store.base import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("modelrouter.store")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS mr_state (
@@ -198,6 +202,15 @@ class SQLiteStore(Store):
     def _create_schema(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA:
             conn.execute(statement)
+        try:
+            conn.execute("SAVEPOINT feedback_once")
+            conn.execute(feedback_once_sql("mr_audit"))
+            conn.execute("RELEASE feedback_once")
+        except sqlite3.IntegrityError as exc:
+            # a store from before the constraint that already holds duplicates: keep serving
+            conn.execute("ROLLBACK TO feedback_once")
+            conn.execute("RELEASE feedback_once")
+            log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
         (version,) = conn.execute("SELECT schema_version FROM mr_state WHERE id = 1").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -218,6 +231,10 @@ class SQLiteStore(Store):
             return fn(*args)
         except ModelRouterError:
             raise
+        except sqlite3.IntegrityError as exc:
+            if "mr_audit.request_id" in str(exc):
+                raise duplicate_feedback(exc) from exc
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 

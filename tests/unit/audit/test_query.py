@@ -64,7 +64,7 @@ def test_from_params_parses_text_and_refuses_what_it_does_not_know() -> None:
         ({"limit": str(MAX_PAGE + 1)}, "limit"),
         ({"limit": "x"}, "limit"),
         ({"since": "soon"}, "since"),
-        ({"colour": "red"}, "unknown query parameter 'colour'"),
+        ({"colour": "red"}, "unknown audit filter 'colour'"),
     ):
         with pytest.raises(InvalidInput) as err:
             AuditQuery.from_params(params, 1000.0)
