@@ -334,6 +334,8 @@ async def running(services: Services) -> AsyncIterator[None]:
             if services.dataplane.shadow_processes is not None:
                 await services.dataplane.shadow_processes.close()
             await services.audit.close()
+            if signer is not None:
+                await signer.close()  # a last checkpoint, of everything flushed
             await services.repository.close()
     finally:
         await services.store.close()

@@ -28,13 +28,13 @@ import click
 from modelrouter.audit.checkpoints import (
     Checkpoint,
     CheckpointResult,
-    open_sink,
     verify_checkpoints,
     write_checkpoint,
 )
 from modelrouter.audit.explain import iso_time, summarize
 from modelrouter.audit.query import check_kind
 from modelrouter.audit.signing import PublicKey, SigningKey, load_public_key, load_signing_key
+from modelrouter.audit.sinks import open_sink
 from modelrouter.cli_http import call
 from modelrouter.config.durations import parse_duration, parse_time
 from modelrouter.control.audit import AUDIT_KINDS, AuditFilter, AuditReads
@@ -260,9 +260,7 @@ def query(target: Target, as_json: bool, **options: Any) -> None:
         try:
             check_kind(params["kind"])
         except InvalidInput as exc:
-            raise click.BadParameter(
-                exc.message.removeprefix("kind: "), param_hint="'--kind'"
-            ) from None
+            raise click.UsageError(exc.message) from None
     if target.gateway is not None:
         records = target.get("/api/v1/audit", params)["records"]
     else:

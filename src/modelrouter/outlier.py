@@ -42,6 +42,7 @@ class EjectionEvent:
     def audit_record(self) -> dict[str, Any]:
         """The audit record of this event (kind ``ejection``)."""
         return records.ejection(
+            time=time.time(),
             action=self.action,
             model=self.model,
             version=self.version,
@@ -49,7 +50,6 @@ class EjectionEvent:
             ejections=self.ejections,
             seconds=self.seconds,
             reason=self.reason,
-            time=time.time(),
         )
 
 

@@ -153,6 +153,17 @@ def test_a_row_chained_after_the_head_is_detected(pg_url: str) -> None:
     assert "after the head" in reason
 
 
+def test_a_moved_anchor_is_detected(pg_url: str) -> None:
+    schema = parse_postgres_url(pg_url)[1]
+    move = (
+        f'UPDATE "{schema}".mr_state SET anchor_seq = 3,'
+        " anchor_hash = (SELECT hash FROM AUDIT WHERE seq = 3)"
+    )
+    ok, bad, reason = _tampered(pg_url, [move])
+    assert (ok, bad) == (False, 1)
+    assert "at or before the anchor (seq 3)" in reason
+
+
 def test_deleted_records_are_detected(pg_url: str) -> None:
     ok, bad, _ = _tampered(pg_url, ["DELETE FROM AUDIT WHERE seq = 5"])
     assert (ok, bad) == (False, 5)
@@ -286,8 +297,9 @@ def test_watch_sees_a_put_from_another_process(pg_url: str, tmp_path: Path) -> N
 def test_a_truncated_log_with_a_rewritten_head_fails_verify_checkpoints(
     pg_url: str, tmp_path: Path
 ) -> None:
-    from modelrouter.audit.checkpoints import FileSink, verify_checkpoints, write_checkpoint
+    from modelrouter.audit.checkpoints import verify_checkpoints, write_checkpoint
     from modelrouter.audit.signing import SigningKey
+    from modelrouter.audit.sinks import FileSink
 
     key = SigningKey.generate()
     sink = FileSink(tmp_path / "checkpoints.jsonl")

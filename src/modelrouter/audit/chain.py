@@ -295,6 +295,18 @@ class ChainVerifier:
         )
         return self._failure
 
+    def before_anchor(self, seq: int, anchor: ChainPoint) -> VerifyResult:
+        """Fail: a record with ``seq`` is stored at or before the ``anchor`` (pruning deletes
+        those, so the anchor was moved and the records before it would go unverified)."""
+        self._failure = VerifyResult(
+            False,
+            self._checked,
+            seq,
+            f"seq {seq} is stored at or before the anchor (seq {anchor.seq}), which a prune "
+            "would have deleted: the anchor was moved, hiding the records before it from verify",
+        )
+        return self._failure
+
     def finish(self, head: ChainPoint | None = None) -> VerifyResult:
         """The result; with ``head`` (the store's newest seq and hash), also checks the tail."""
         if self._failure is not None:

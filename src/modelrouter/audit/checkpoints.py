@@ -29,16 +29,17 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import orjson
 
 from modelrouter.audit.chain import ChainPoint, VerifyResult, canonical_json
 from modelrouter.audit.signing import PublicKey, SigningKey, load_signing_key
-from modelrouter.errors import ConfigError, InvalidInput, ModelRouterError, StoreError
+from modelrouter.audit.sinks import Sink, open_sink
+from modelrouter.errors import ConfigError, InvalidInput, ModelRouterError
 
 if TYPE_CHECKING:
     from modelrouter.config.schema import CheckpointSettings
@@ -130,122 +131,6 @@ def sign(head: ChainPoint, at: float, key: SigningKey) -> Checkpoint:
     return Checkpoint(head.seq, head.hash, at, unsigned.key, signature)
 
 
-# -- sinks ---------------------------------------------------------------------------------
-
-
-class Sink(Protocol):
-    """Where checkpoints go: appended one line each, read back in order. Blocking I/O."""
-
-    target: str
-
-    def append(self, line: str) -> None: ...
-
-    def lines(self) -> Iterator[str]: ...
-
-
-class FileSink:
-    """A local file, appended to (``O_APPEND``, one ``write`` per line, fsync'd)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.target = str(path)
-
-    def append(self, line: str) -> None:
-        data = (line + "\n").encode()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise StoreError(f"checkpoint sink {self.path}: {exc.strerror or exc}") from None
-
-    def lines(self) -> Iterator[str]:
-        try:
-            with self.path.open("r", encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    yield line.rstrip("\n")
-        except FileNotFoundError:
-            raise ConfigError(f"checkpoint sink {self.path} does not exist") from None
-        except OSError as exc:
-            raise StoreError(f"checkpoint sink {self.path}: {exc.strerror or exc}") from None
-
-
-class S3Sink:
-    """One S3 object of JSON lines. S3 cannot append: each checkpoint reads the object, adds
-    its line and writes it back, keeping the newest ``keep`` lines (the object stays bounded).
-    Two writers racing may lose a line; the lease makes that rare and it loses no evidence
-    a later checkpoint does not also give."""
-
-    def __init__(self, uri: str, keep: int = 10_000, client: Any = None) -> None:
-        from modelrouter.sources.s3 import parse_s3_uri
-
-        self.bucket, self.key = parse_s3_uri(uri)
-        if not self.key:
-            raise ConfigError(f"checkpoint sink {uri!r}: name an object (s3://bucket/key)")
-        if keep < 1:
-            raise ConfigError("checkpoint sink: keep must be at least 1")
-        self.target = uri
-        self.keep = keep
-        self._client = client
-
-    def _s3(self) -> Any:
-        if self._client is None:
-            from modelrouter.sources.s3 import S3Source
-
-            self._client = S3Source(Path(".")).client()
-        return self._client
-
-    def _call(self, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return fn(Bucket=self.bucket, Key=self.key, **kwargs)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise StoreError(f"checkpoint sink {self.target}: S3 error {code}: {exc}") from None
-        except BotoCoreError as exc:
-            raise StoreError(f"checkpoint sink {self.target}: S3 unreachable: {exc}") from None
-
-    def _read(self) -> list[str]:
-        found = self._call(self._s3().get_object)
-        if found is None:
-            return []
-        text: str = found["Body"].read().decode("utf-8", errors="replace")
-        return [line for line in text.split("\n") if line]
-
-    def append(self, line: str) -> None:
-        kept = [*self._read(), line][-self.keep :]
-        body = ("\n".join(kept) + "\n").encode()
-        self._call(self._s3().put_object, Body=body, ContentType="application/x-ndjson")
-
-    def lines(self) -> Iterator[str]:
-        found = self._call(self._s3().get_object)
-        if found is None:
-            raise ConfigError(f"checkpoint sink {self.target} does not exist")
-        for raw in found["Body"].iter_lines():
-            yield raw.decode("utf-8", errors="replace")
-
-
-def open_sink(target: str, base_dir: Path | None = None, keep: int = 10_000) -> Sink:
-    """A sink from ``s3://bucket/key`` or a file path (relative: against ``base_dir``)."""
-    if not target:
-        raise ConfigError("checkpoint sink: give a file path or s3://bucket/key")
-    if target.startswith("s3://"):
-        return S3Sink(target, keep)
-    if "://" in target:
-        raise ConfigError(f"checkpoint sink {target!r}: use a file path or s3://bucket/key")
-    path = Path(target).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return FileSink(path)
-
-
 def configured_signer(
     settings: CheckpointSettings | None, base_dir: Path
 ) -> tuple[SigningKey, Sink] | None:
@@ -302,20 +187,27 @@ class CheckpointWriter:
         return checkpoint
 
     async def run(self) -> None:
-        """Tick every interval until cancelled; failures are logged and retried next time."""
+        """Tick every interval until cancelled; failures are logged and retried next time.
+        Call :meth:`close` after it ends."""
+        while True:
+            await self._tick_logged()
+            await asyncio.sleep(self.interval)
+
+    async def close(self) -> None:
+        """A last checkpoint (call it once the audit writer has flushed, so it covers every
+        record this gateway wrote), then give the lease up."""
         try:
-            while True:
-                try:
-                    await self.tick()
-                except ModelRouterError as exc:
-                    self.errors += 1
-                    log.warning(
-                        "audit checkpoint not written (%s); next try in %gs", exc, self.interval
-                    )
-                await asyncio.sleep(self.interval)
+            await self._tick_logged()
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.release_lock(LEASE, self.owner))
+                await self.store.release_lock(LEASE, self.owner)
+
+    async def _tick_logged(self) -> None:
+        try:
+            await self.tick()
+        except ModelRouterError as exc:
+            self.errors += 1
+            log.warning("audit checkpoint not written (%s); next try in %gs", exc, self.interval)
 
 
 # -- verifying -----------------------------------------------------------------------------
@@ -444,7 +336,8 @@ async def verify_checkpoints(
     if problems.first is None:
         return CheckpointResult(True, chain, total, checked, pruned, newest, key_given=given)
     seq, reason = problems.first
-    more = f" ({problems.count - 1} more problems)" if problems.count > 1 else ""
+    others = problems.count - 1
+    more = f" ({others} more problem{'s' if others > 1 else ''})" if others else ""
     bad = None if seq < 0 else seq
     return CheckpointResult(False, chain, total, checked, pruned, newest, bad, reason + more, given)
 

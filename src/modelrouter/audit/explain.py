@@ -89,7 +89,7 @@ def explain(record: Mapping[str, Any]) -> str:
             return _explain_decision(record)
         if kind == "change":
             return _explain_change(record)
-        if kind in ("admin", "rollout"):
+        if kind in ("admin", "rollout", "ejection"):
             return _explain_action(record)
         if kind == "gap":
             return _explain_gap(record)

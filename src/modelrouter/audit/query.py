@@ -38,7 +38,7 @@ def check_kind(kind: str) -> str:
     """``kind`` if records of that kind exist, else :class:`InvalidInput` naming ``kind``."""
     if kind not in records.KINDS:
         raise InvalidInput(
-            f"kind: unknown record kind {kind!r} (known: {', '.join(sorted(records.KINDS))})"
+            f"kind: unknown audit record kind {kind!r} (known: {', '.join(sorted(records.KINDS))})"
         )
     return kind
 
@@ -95,7 +95,7 @@ class AuditQuery:
                 try:
                     args[k] = int(params[k])
                 except ValueError:
-                    raise InvalidInput(f"{k}: must be an integer, got {params[k]!r}") from None
+                    raise InvalidInput(f"{k}: must be an integer, not {params[k]!r}") from None
         if args.get("limit") is not None and args["limit"] > MAX_PAGE:
             raise InvalidInput(
                 f"limit: must be an integer from 0 to {MAX_PAGE} (page on with after_seq)"

@@ -177,34 +177,6 @@ def config_import(
     )
 
 
-def ejection(
-    *,
-    action: Literal["ejected", "returned"],
-    model: str,
-    version: str,
-    consecutive_errors: int,
-    ejections: int,
-    seconds: float,
-    reason: str,
-    time: float | None = None,
-) -> Record:
-    """Outlier detection ejected a version from routed traffic, or returned it to service."""
-    return _with_time(
-        {
-            "kind": EJECTION,
-            "actor": "outlier-detection",
-            "action": action,
-            "model": model,
-            "version": version,
-            "consecutive_errors": consecutive_errors,
-            "ejections": ejections,
-            "seconds": round(seconds, 3),
-            "reason": reason,
-        },
-        time,
-    )
-
-
 def alias_moved(
     *,
     model: str,
@@ -399,6 +371,35 @@ def feedback(
     if scored:
         record.update(labels=labels, correct=correct, values=values, abs_error=abs_error)
     return _with_time(record, time)
+
+
+def ejection(
+    *,
+    action: Literal["ejected", "returned"],
+    model: str,
+    version: str,
+    consecutive_errors: int,
+    ejections: int,
+    seconds: float,
+    reason: str,
+    actor: str = "outlier-detection",
+    time: float | None = None,
+) -> Record:
+    """Outlier detection ejected a version from its rules' routes, or returned it."""
+    return _with_time(
+        {
+            "kind": EJECTION,
+            "actor": actor,
+            "action": action,
+            "model": model,
+            "version": version,
+            "consecutive_errors": consecutive_errors,
+            "ejections": ejections,
+            "seconds": round(seconds, 3),
+            "reason": reason,
+        },
+        time,
+    )
 
 
 def gap(

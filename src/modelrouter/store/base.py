@@ -319,7 +319,9 @@ class Store(abc.ABC):
         (memory stays bounded by one batch).
 
         Checks every record's hash and link, that its index columns are the ones derived from
-        it, that nothing is missing up to the head and that nothing is stored after it.
+        it, that nothing is missing up to the head and that nothing is stored after it, nor at
+        or before the anchor (a prune deletes those: one still there means the anchor was
+        moved to leave records unverified).
         Records appended while this runs are not checked (it stops at the head read first).
         A concurrent prune can make it fail spuriously.
         """
@@ -327,6 +329,11 @@ class Store(abc.ABC):
             raise InvalidInput("batch must be at least 1")
         bounds = await self.audit_bounds()
         verifier = ChainVerifier(bounds.anchor)
+        first = await self.scan_audit(-1, 1)
+        if first:
+            seq = first[0].record.get("seq") if first[0].columns is None else first[0].columns[0]
+            if isinstance(seq, int) and seq <= bounds.anchor.seq:
+                return verifier.before_anchor(seq, bounds.anchor)
         after = bounds.anchor.seq
         while not verifier.failed:
             page = await self.scan_audit(after, batch)

@@ -15,13 +15,12 @@ from modelrouter.audit.checkpoints import (
     Checkpoint,
     CheckpointResult,
     CheckpointWriter,
-    FileSink,
-    open_sink,
     sign,
     verify_checkpoints,
     write_checkpoint,
 )
 from modelrouter.audit.signing import SigningKey, load_public_key, load_signing_key
+from modelrouter.audit.sinks import FileSink, open_sink
 from modelrouter.config.schema import CheckpointSettings
 from modelrouter.errors import ConfigError
 from modelrouter.store.memory import MemoryStore
@@ -144,7 +143,7 @@ def test_a_rewritten_record_under_a_checkpoint_fails_at_its_seq(tmp_path: Path) 
     result = run(main())
     assert (result.ok, result.first_bad_seq) == (False, 5)
     assert "the record at seq 5 is not the one signed at" in result.reason
-    assert "(1 more problems)" in result.reason
+    assert "(1 more problem)" in result.reason
 
 
 def test_checkpoints_need_the_right_key_and_undamaged_lines(tmp_path: Path) -> None:
@@ -162,7 +161,7 @@ def test_checkpoints_need_the_right_key_and_undamaged_lines(tmp_path: Path) -> N
     result = _check(store, sink)
     assert not result.ok
     assert "checkpoint line 2 (seq 3) is not signed by key" in result.reason
-    assert "(1 more problems)" not in result.reason
+    assert "more problem" not in result.reason
     good = (tmp_path / "c.jsonl").read_text().splitlines()[0]
     (tmp_path / "d.jsonl").write_text(
         good + '\n{"format": "modelrouter-audit-checkpoint/1", "seq": "x"}\n'
@@ -243,9 +242,33 @@ def test_the_writer_keeps_running_when_the_sink_fails(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert await store.try_lock("audit-checkpoints", "x", 1) is not False  # released
+        errors = writer.errors
+        await writer.close()  # its last try fails too, and the lease is given up all the same
+        assert writer.errors == errors + 1
+        assert await store.try_lock("audit-checkpoints", "someone-else", 1)
 
     run(main())
+
+
+def test_closing_the_writer_signs_what_was_flushed_last(tmp_path: Path) -> None:
+    store = MemoryStore()
+    sink = FileSink(tmp_path / "c.jsonl")
+
+    async def main() -> None:
+        writer = CheckpointWriter(store, sink, KEY, interval=3600)
+        task = asyncio.create_task(writer.run())
+        while writer.written < 1:  # noqa: ASYNC110 (polls a counter of the code under test)
+            await asyncio.sleep(0.01)
+        await _fill(store, 3)  # after the interval's checkpoint, before shutdown
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await writer.close()
+        assert await store.try_lock("audit-checkpoints", "someone-else", 1)
+
+    run(main())
+    seqs = [Checkpoint.from_line(x).seq for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert seqs == [0, 3]
 
 
 def test_keys_load_from_a_file_or_the_environment(

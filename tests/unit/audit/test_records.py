@@ -12,8 +12,9 @@ SRC = Path(records.__file__).resolve().parents[1]
 
 
 def test_no_module_but_records_builds_an_audit_record() -> None:
-    """A dict literal with a ``"kind"`` key anywhere else is a producer that bypasses it."""
-    literal = re.compile(r"""["']kind["']\s*:\s*["']""")
+    """A dict literal with a lower-case ``"kind"`` anywhere else is a producer that bypasses it
+    (Kubernetes manifests of the exporters have CamelCase kinds: ``"kind": "Service"``)."""
+    literal = re.compile(r"""["']kind["']\s*:\s*["'][a-z]""")
     offenders = [
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
@@ -85,6 +86,15 @@ def test_every_constructor_makes_a_known_kind_that_the_store_accepts() -> None:
         ),
         records.feedback(actor="f", request_id="r1", model="m", version="v2", truth=1, reward=None),
         records.gap(first_lost_seq=4, last_lost_seq=9, reason="store came back empty"),
+        records.ejection(
+            action="ejected",
+            model="m",
+            version="v2",
+            consecutive_errors=5,
+            ejections=1,
+            seconds=30.0,
+            reason="5 errors in a row",
+        ),
     ]
     assert {r["kind"] for r in built} == records.KINDS
     for r in built:

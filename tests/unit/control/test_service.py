@@ -124,7 +124,8 @@ def test_replace_routing_validates_versions_and_audits(tmp_path: Path) -> None:
         assert doc["version"] == 2
         assert doc["actor"] == "carol"
         (change,) = await c.audit_query(AuditFilter(kind="change", limit=1))
-        assert (change["actor"], change["reason"], change["routing_version"]) == ("carol", "half", 2)
+        assert (change["actor"], change["reason"]) == ("carol", "half")
+        assert change["routing_version"] == 2
 
     run(tmp_path, body)
 
@@ -161,7 +162,7 @@ def test_load_and_unload_have_one_outcome(tmp_path: Path) -> None:
 
 
 def test_audit_filters_are_checked_in_one_place() -> None:
-    with pytest.raises(InvalidInput, match="kind: unknown record kind 'decisions'"):
+    with pytest.raises(InvalidInput, match="kind: unknown audit record kind 'decisions'"):
         AuditFilter(kind="decisions")
     with pytest.raises(InvalidInput, match="kind: unknown"):
         AuditFilter.parse({"kind": "nope"})

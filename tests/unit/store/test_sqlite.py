@@ -148,6 +148,17 @@ def test_a_row_chained_after_the_head_is_detected(tmp_path: Path) -> None:
     assert "after the head" in reason
 
 
+def test_a_moved_anchor_is_detected(tmp_path: Path) -> None:
+    """Setting the anchor to seq 3 would leave seqs 1..3 queryable but never verified."""
+    move = (
+        "UPDATE mr_state SET anchor_seq = 3,"
+        " anchor_hash = (SELECT hash FROM mr_audit WHERE seq = 3)"
+    )
+    ok, bad, reason = _tampered(tmp_path, [_edit_json(2, "version", "v9"), move])
+    assert (ok, bad) == (False, 1)
+    assert "at or before the anchor (seq 3)" in reason
+
+
 def test_a_record_deleted_in_the_middle_is_detected(tmp_path: Path) -> None:
     ok, bad, reason = _tampered(tmp_path, ["DELETE FROM mr_audit WHERE seq = 5"])
     assert (ok, bad) == (False, 5)
