@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -20,7 +20,7 @@ serve: $(SERVE_STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
 	$(BIN)/modelrouter serve $(CONFIG) --port $(PORT)
 
-test: $(STAMP) $(EXAMPLE_MODELS) lint typecheck
+test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -35,6 +35,7 @@ venv: $(STAMP)
 # the development set includes the serving set: both stamps are then up to date
 $(STAMP): pyproject.toml
 	@command -v prometheus >/dev/null || $(MAKE) prometheus
+	@command -v kubectl >/dev/null || $(MAKE) kubectl
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -52,6 +53,26 @@ models: $(EXAMPLE_MODELS)
 prometheus:
 	command -v prometheus >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# The gRPC messages: modelrouter's own inference.proto compiled to the descriptor set it loads
+# (checked in, so a fresh clone needs no compiler; tests/unit/protocol/test_grpc_proto.py
+# fails when the two disagree).
+PROTO_DIR := src/modelrouter/protocol/proto
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_DIR) \
+	  --descriptor_set_out=$(PROTO_DIR)/inference.binpb inference.proto
+
+# The browser the dashboard tests drive through Playwright (Debian package; root). Playwright's
+# own browser download does not work here: the tests launch /usr/bin/chromium.
+chromium:
+	test -x /usr/bin/chromium || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# `kubectl kustomize`, which the export tests render the manifests with (no cluster needed;
+# Debian package; root).
+kubectl:
+	command -v kubectl >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y kubectl)
 
 # Requests and simulated feedback for `make serve` (same PORT), so its rollout has something
 # to judge.

@@ -10,7 +10,9 @@ import click
 import yaml
 
 from modelrouter._version import __version__
+from modelrouter.audit.checkpoints import configured_signer
 from modelrouter.cli_audit import audit
+from modelrouter.cli_export import register as register_export
 from modelrouter.cli_rollout import rollout
 from modelrouter.config.loader import LoadedConfig, check_config_file, line_of, load_config
 from modelrouter.errors import ConfigError, ModelRouterError
@@ -105,7 +107,11 @@ def validate(config: Path, offline: bool) -> None:
     printed with its field and line. Exit 0 when all is well."""
     loaded, problems = check_config_file(config)
     if loaded is not None:
-        problems = check_sources(loaded, offline)
+        try:
+            configured_signer(loaded.config.server.audit.checkpoints, loaded.base_dir)
+        except ConfigError as exc:
+            problems.append(exc)
+        problems = [*problems, *check_sources(loaded, offline)]
     for p in problems:
         click.echo(f"{config}: {p.message}", err=True)
     if problems or loaded is None:
@@ -150,6 +156,8 @@ def serve(
     )
     try:
         loaded = load_config(config)
+        configured_signer(loaded.config.server.audit.checkpoints, loaded.base_dir)
+        loaded.config.server.store_location()
         server = loaded.config.server
         host = host or server.http.host
         n = workers or server.workers
@@ -173,6 +181,7 @@ def serve(
 main.add_command(audit)
 main.add_command(rollout)
 main.add_command(traffic)
+register_export(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import uvicorn
 
+from modelrouter.api.edge import bounded_http_protocol
 from modelrouter.app import Services, build_services, create_app, running
 from modelrouter.config.loader import LoadedConfig
 from modelrouter.errors import ConfigError
@@ -219,7 +220,8 @@ class Gateway:
             log_level=self.log_level,
             access_log=http.accessLog,
             lifespan="off",
-            http="auto",
+            http=bounded_http_protocol(http.maxHeaderListSize) or "h11",
+            h11_max_incomplete_event_size=http.maxHeaderListSize,
             timeout_graceful_shutdown=max(round(self.settings.shutdown.timeout), 0),
             backlog=BACKLOG,
         )

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from modelrouter.config.foreign import foreign_message
 from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError
 
@@ -67,7 +68,11 @@ def parse_config(text: str) -> Config:
 
 def check_config_text(text: str) -> tuple[Config | None, list[ConfigError]]:
     """The config of YAML ``text``, or every problem the schema finds in it (a YAML syntax
-    error or a duplicate key is one problem: nothing after it can be trusted)."""
+    error or a duplicate key is one problem: nothing after it can be trusted; so is a
+    Kubernetes manifest given where a config belongs)."""
+    foreign = foreign_message(text)
+    if foreign is not None:
+        return None, [ConfigError(foreign, line=1)]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

@@ -48,6 +48,8 @@ RESIDENT_BYTES = "modelrouter_resident_bytes"
 ROLLOUT_PHASE = "modelrouter_rollout_phase"
 ROLLOUT_WEIGHT = "modelrouter_rollout_weight"
 TELEMETRY_FLUSH_FAILURES = "modelrouter_telemetry_flush_failures_total"
+OUTLIER_EJECTIONS = "modelrouter_outlier_ejections_total"
+OUTLIER_EJECTED = "modelrouter_outlier_ejected"
 
 NAMES = (
     REQUESTS,
@@ -65,6 +67,8 @@ NAMES = (
     ROLLOUT_PHASE,
     ROLLOUT_WEIGHT,
     TELEMETRY_FLUSH_FAILURES,
+    OUTLIER_EJECTIONS,
+    OUTLIER_EJECTED,
 )
 
 LATENCY_BUCKETS = (
@@ -305,6 +309,18 @@ class Metrics:
             "Failed writes of telemetry windows to the store (retried on the next flush)",
             registry=r,
         )
+        self.outlier_ejections = Counter(
+            _base(OUTLIER_EJECTIONS),
+            "Versions ejected by outlier detection (consecutive errors)",
+            ["model", "version"],
+            registry=r,
+        )
+        self.outlier_ejected = Gauge(
+            OUTLIER_EJECTED,
+            "1 while a version is ejected by outlier detection",
+            ["model", "version"],
+            registry=r,
+        )
         self._rollout_versions: dict[str, set[str]] = {}
         self._repository_collector: ModelStateCollector | None = None
         self.renderer: Callable[[], bytes] | None = None
@@ -321,6 +337,12 @@ class Metrics:
 
     def fallback(self, model: str, from_version: str, to_version: str) -> None:
         self.fallbacks.labels(model, from_version, to_version).inc()
+
+    def outlier(self, model: str, version: str, ejected: bool) -> None:
+        """A version was ejected (``ejected``) or returned to service."""
+        if ejected:
+            self.outlier_ejections.labels(model, version).inc()
+        self.outlier_ejected.labels(model, version).set(1 if ejected else 0)
 
     # ------------------------------------------------------------------ shadow
 
