@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -126,3 +128,49 @@ def cmdline(pid: int) -> str:
 def spawned_children(pid: int) -> set[int]:
     """The children of ``pid`` started by multiprocessing's spawn (not its resource tracker)."""
     return {c for c in children(pid) if "spawn_main" in cmdline(c) and alive(c)}
+
+
+class Load:
+    """Clients sending requests until stopped: some on one keep-alive connection each, some on
+    a new connection per request. Every outcome is kept with its time."""
+
+    def __init__(self, url: str, body: dict[str, Any], keep_alive: int = 2, fresh: int = 2) -> None:
+        self.url = url
+        self.body = body
+        self.results: list[tuple[float, int | str]] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._keep_alive, daemon=True) for _ in range(keep_alive)
+        ] + [threading.Thread(target=self._fresh, daemon=True) for _ in range(fresh)]
+
+    def _record(self, outcome: int | str) -> None:
+        with self.lock:
+            self.results.append((time.monotonic(), outcome))
+
+    def _one(self, client: httpx.Client) -> None:
+        try:
+            r = client.post("/v2/models/churn/infer", json=self.body)
+            self._record(r.status_code)
+        except httpx.HTTPError as exc:
+            self._record(f"{type(exc).__name__}: {exc}")
+
+    def _keep_alive(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stop.is_set():
+                self._one(client)
+
+    def _fresh(self) -> None:
+        while not self.stop.is_set():
+            with httpx.Client(base_url=self.url, timeout=10) as client:
+                self._one(client)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)

@@ -157,10 +157,16 @@ def serve(
     try:
         loaded = load_config(config)
         configured_signer(loaded.config.server.audit.checkpoints, loaded.base_dir)
-        loaded.config.server.store_location()
+        store = loaded.config.server.store_location()
         server = loaded.config.server
         host = host or server.http.host
         n = workers or server.workers
+        if n > 1 and store.startswith("memory://"):
+            raise ConfigError(
+                f"{n} workers need a store they share (sqlite:///path or postgresql://...): "
+                "a memory:// store is one per process",
+                field="server.store",
+            )
         reuse = n > 1 and REUSE_PORT
         sock = bind(
             host, server.http.port if port is None else port, reuse_port=reuse, listen=not reuse

@@ -114,6 +114,7 @@ class Gateway:
         port: int | None = None,
         *,
         sock: socket.socket | None = None,
+        reuse_port: bool = False,
         log_level: str = "info",
         slot: WorkerSlot | None = None,
         services: Services | None = None,
@@ -133,6 +134,10 @@ class Gateway:
         """More servers on the same services, started after REST in order and stopped before
         it in reverse (the gRPC server: wrap its ``start_grpc(...)``/``stop`` pair)."""
         self._sock = sock
+        self.reuse_port = reuse_port
+        """Bind with ``SO_REUSEPORT`` (a worker beside others on the port). The socket is
+        bound when the REST server starts, after the models loaded: the kernel sends a socket
+        connections as soon as it listens."""
         self._rest: _RestServer | None = None
         self._stop: asyncio.Event | None = None
         self._skip_drain: asyncio.Event | None = None
@@ -207,7 +212,7 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def _rest_server(self) -> AsyncIterator[None]:
-        sock = self._sock or bind(self.host, self.port)
+        sock = self._sock or bind(self.host, self.port, reuse_port=self.reuse_port)
         self.port = int(sock.getsockname()[1])
         http = self.settings.http
         config = uvicorn.Config(

@@ -53,20 +53,19 @@ def _worker_main(
     os.setpgid(0, 0)  # Ctrl-C reaches the supervisor only; it passes SIGTERM on, once
     # told to stop before the gateway serves (it drains from then on): nothing to drain yet
     signal.signal(signal.SIGTERM, _exit_before_serving)
-    from modelrouter.server import Gateway, WorkerSlot, bind
+    from modelrouter.server import Gateway, WorkerSlot
 
     logging.basicConfig(
         level=log_level.upper(),
         format=f"%(asctime)s %(levelname)s [worker {index}] %(name)s: %(message)s",
     )
     loaded = load_config(source)
-    if sock is None:
-        sock = bind(host, port, reuse_port=True)
     gateway = Gateway(
         loaded,
         host,
         port,
         sock=sock,
+        reuse_port=sock is None,  # its own socket, bound once its models are loaded
         log_level=log_level,
         slot=WorkerSlot(index, Path(metrics_dir)),
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processes import alive, descendants, serving
+from processes import Load, alive, descendants, serving
 from support import EXAMPLE_MODELS, free_port
 
 pytestmark = pytest.mark.integration
@@ -58,56 +58,11 @@ models:
     return config
 
 
-class Load:
-    """Clients sending requests until stopped: some on one keep-alive connection each, some on
-    a new connection per request. Every outcome is kept with its time."""
-
-    def __init__(self, url: str, keep_alive: int = 2, fresh: int = 2) -> None:
-        self.url = url
-        self.results: list[tuple[float, int | str]] = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._keep_alive, daemon=True) for _ in range(keep_alive)
-        ] + [threading.Thread(target=self._fresh, daemon=True) for _ in range(fresh)]
-
-    def _record(self, outcome: int | str) -> None:
-        with self.lock:
-            self.results.append((time.monotonic(), outcome))
-
-    def _one(self, client: httpx.Client) -> None:
-        try:
-            r = client.post("/v2/models/churn/infer", json=BODY)
-            self._record(r.status_code)
-        except httpx.HTTPError as exc:
-            self._record(f"{type(exc).__name__}: {exc}")
-
-    def _keep_alive(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            while not self.stop.is_set():
-                self._one(client)
-
-    def _fresh(self) -> None:
-        while not self.stop.is_set():
-            with httpx.Client(base_url=self.url, timeout=10) as client:
-                self._one(client)
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(15)
-
-
 def test_sigterm_drains_under_load_without_a_failed_request(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with serving(write_config(tmp_path), port) as proc:
-        with Load(url) as load:
+        with Load(url, BODY) as load:
             time.sleep(1.0)
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from modelrouter.store import open_store
-from processes import alive, descendants, serving, spawned_children
+from processes import Load, alive, descendants, serving, spawned_children
 from support import EXAMPLE_MODELS, free_port
 
 pytestmark = pytest.mark.integration
@@ -188,3 +188,26 @@ def test_sigkill_of_the_supervisor_ends_its_workers(tmp_path: Path) -> None:
         time.sleep(2)
         left = sorted(p for p in family if alive(p))
     assert left == [], f"processes of the killed supervisor still run: {left}"
+
+
+def test_sigterm_drains_every_worker_under_load_without_a_failed_request(tmp_path: Path) -> None:
+    drain = 2.0
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("drain: 0.2s", f"drain: {drain}s"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with serving(config, port, "--workers", "2", log=log) as proc:
+        with Load(url, BODY, keep_alive=2, fresh=2) as load:
+            time.sleep(1.0)
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(drain - 0.3)
+        during = [o for t, o in load.results if t <= signalled + drain - 0.3]
+        code = proc.wait(60)
+    out = log.read_text()
+    assert code == 0, out
+    assert len(during) >= 10, len(during)
+    assert [o for o in during if o != 200] == []
+    assert out.count("drained: no new connections") == 2  # both workers drained
+    assert "Traceback" not in out

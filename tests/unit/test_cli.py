@@ -285,3 +285,13 @@ def test_validate_offline_leaves_remote_sources_alone(tmp_path: Path) -> None:
     offline = run("validate", "--offline", str(config))
     assert offline.exit_code == 0, offline.stderr
     assert offline.stdout == f"{config}: OK (1 models, 4 versions)\n"
+
+
+def test_serve_refuses_workers_without_a_shared_store(tmp_path: Path) -> None:
+    config = write(tmp_path, "server: {store: 'memory://'}\nmodels: {}\n")
+    result = run("serve", str(config), "--workers", "2", "--port", "0")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{config}: server.store: 2 workers need a store they share (sqlite:///path or "
+        "postgresql://...): a memory:// store is one per process\n"
+    )
