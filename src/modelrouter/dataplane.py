@@ -228,7 +228,9 @@ class DataPlane:
             await self._record(decision, rid, start, 500, None, fallbacks, exc, pinned_call)
             raise
         if decision.mirrors and self.shadow is not None:
-            self.shadow.submit(model, served, decision.mirrors, request, outputs)
+            # shadows are asked for what the primary's runtime computed, under its names
+            asked = self._runtime_names(model, served, request)
+            self.shadow.submit(model, served, decision.mirrors, asked, outputs)
         prediction = compact_prediction(outputs)
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
@@ -374,7 +376,6 @@ class DataPlane:
         An in-process model predicts in the shadow worker process (``server.shadow.executor:
         process``) or a worker thread, whatever its ``executor``: a shadow must never hold the
         event loop that serves the primaries."""
-        request = self._runtime_names(model, version, request)
         async with self.repository.use(model, version) as runtime:
             if isinstance(runtime, LocalRuntime):
                 if self.shadow_processes is not None and self.shadow_processes.accepts(runtime):
