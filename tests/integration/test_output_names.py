@@ -94,16 +94,20 @@ def test_two_outputs_may_not_take_one_name() -> None:
 def test_batched_requests_and_shadows_use_the_runtime_names() -> None:
     """Through the batcher, and for a shadow version without the names, a request asking
     for ``output-0`` still reaches the runtime's ``predict``."""
-    text = CONFIG.replace(
-        "    http:\n",
-        "    batcher: {maxBatchSize: 8, maxLatency: 1ms}\n    http:\n",
-        1,
-    ).replace(
-        'server: {store: "memory://", watchConfig: false}',
-        'server: {store: "memory://", watchConfig: false, shadow: {executor: thread}}',
-    ).replace(
-        "        route: [{destination: v1}]\n",
-        "        route: [{destination: v1}]\n        mirror: {destination: v2}\n",
+    text = (
+        CONFIG.replace(
+            "    http:\n",
+            "    batcher: {maxBatchSize: 8, maxLatency: 1ms}\n    http:\n",
+            1,
+        )
+        .replace(
+            'server: {store: "memory://", watchConfig: false}',
+            'server: {store: "memory://", watchConfig: false, shadow: {executor: thread}}',
+        )
+        .replace(
+            "        route: [{destination: v1}]\n",
+            "        route: [{destination: v1}]\n        mirror: {destination: v2}\n",
+        )
     )
     loaded = loaded_from_yaml(text, EXAMPLE_MODELS)
     with running_server(create_app(loaded)) as base:
