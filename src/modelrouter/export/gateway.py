@@ -121,8 +121,10 @@ def deployment(plan: GatewayPlan) -> Manifest:
             "requests": {"cpu": "500m", "memory": plan.memory_request},
             "limits": {"memory": plan.memory_request},
         },
-        # a version loads before the gateway is ready: give the loads time before liveness
-        "startupProbe": _probe("/v2/health/live", "http", 5, 60),
+        # every version loads (or, for KServe, answers its metadata) before the pod is
+        # started; one that is not there in 5 minutes restarts the container, which loads again
+        # (InferenceServices that came up after the gateway are found then)
+        "startupProbe": _probe("/v2/health/ready", "http", 5, 60),
         "livenessProbe": _probe("/v2/health/live", "http", 10, 3),
         "readinessProbe": _probe("/v2/health/ready", "http", 5, 2),
         "lifecycle": {"preStop": {"sleep": {"seconds": max(1, math.ceil(plan.drain))}}},

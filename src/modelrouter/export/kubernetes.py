@@ -115,7 +115,9 @@ def export_kubernetes(loaded: LoadedConfig, opts: ExportOptions) -> ExportResult
                         f"{where}.endpoint: {vs.endpoint} is a loopback address; in a pod that"
                         " is the pod itself"
                     )
-                hosts[model][version] = urlsplit(vs.endpoint).hostname or vs.endpoint
+                parts = urlsplit(vs.endpoint)
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                hosts[model][version] = f"{parts.hostname or vs.endpoint}:{port}"
                 if opts.mesh == "istio":
                     result.notes.append(
                         f"{where}: the mesh sends this version's traffic to {vs.endpoint} as it"
