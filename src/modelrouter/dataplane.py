@@ -253,7 +253,9 @@ class DataPlane:
             if served in mirrors:  # a fallback answered from a mirrored version
                 mirrors = tuple(v for v in mirrors if v != served)
             if mirrors:
-                self.shadow.submit(model, served, mirrors, request, outputs)
+                # shadows are asked for what the primary's runtime computed, under its names
+                asked = self._runtime_names(model, served, request)
+                self.shadow.submit(model, served, mirrors, asked, outputs)
         prediction = compact_prediction(outputs)
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
@@ -422,7 +424,6 @@ class DataPlane:
         An in-process model predicts in the shadow worker process (``server.shadow.executor:
         process``) or a worker thread, whatever its ``executor``: a shadow must never hold the
         event loop that serves the primaries."""
-        request = self._runtime_names(model, version, request)
         async with self.repository.use(model, version) as runtime:
             if isinstance(runtime, LocalRuntime):
                 if self.shadow_processes is not None and self.shadow_processes.accepts(runtime):

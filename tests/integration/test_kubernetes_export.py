@@ -213,8 +213,10 @@ def test_gateway_in_front_of_kserve(tmp_path: Path) -> None:
     (c,) = pod["containers"]
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
-    assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 5
+    # preStop 5s + the gateway's own drain 5s + 20s in flight + 5s: server.shutdown's defaults
+    assert pod["terminationGracePeriodSeconds"] == 5 + 5 + 20 + 5
     env = {e["name"]: e for e in c["env"]}
     assert env["MODELROUTER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
         "name": "churn-gateway-admin-token",
@@ -234,7 +236,6 @@ def test_gateway_in_front_of_kserve(tmp_path: Path) -> None:
     assert "create secret generic churn-gateway-store" in r.output
     # what is left to the user is said
     assert "server.prometheus.url" in r.stderr
-    assert "server.shutdown" in r.stderr
 
 
 def test_local_models_without_a_storage_prefix_are_refused(tmp_path: Path) -> None:
@@ -461,3 +462,34 @@ def test_an_unwritable_out_is_a_message(tmp_path: Path) -> None:
     r = export(_config(tmp_path), blocker / "out", "--storage-prefix", "s3://x")
     assert r.exit_code == 1
     assert "--out: cannot write" in r.stderr
+
+
+def test_the_pods_stop_as_server_shutdown_says(tmp_path: Path) -> None:
+    text = CONFIG.replace("  grpc: {port: 8081}\n", "  shutdown: {drain: 3s, timeout: 10s}\n")
+    r = export(_config(tmp_path, text), tmp_path / "out", "--storage-prefix", "s3://x")
+    assert r.exit_code == 0, r.output
+    (dep,) = by_kind(documents(tmp_path / "out"), "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+    assert pod["terminationGracePeriodSeconds"] == 3 + 3 + 10 + 5
+
+
+def test_a_remote_version_keeps_its_port_in_the_mesh(tmp_path: Path) -> None:
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(
+        "models:\n  churn:\n    versions:\n"
+        "      v1: {storageUri: 's3://x/1', modelFormat: sklearn}\n"
+        "      ext: {endpoint: 'http://triton.models.svc:9000', remoteName: churn}\n"
+        "    http:\n      - name: split\n"
+        "        route: [{destination: v1, weight: 50}, {destination: ext, weight: 50}]\n"
+    )
+    r = export(config, tmp_path / "out", "--mesh", "istio")
+    assert r.exit_code == 0, r.output
+    docs = documents(tmp_path / "out")
+    validate_all(docs)
+    (vs,) = by_kind(docs, "VirtualService")
+    dests = [d["destination"] for d in vs["spec"]["http"][0]["route"]]
+    assert dests[1] == {"host": "triton.models.svc", "port": {"number": 9000}}
+    hosts = {d["spec"]["host"] for d in by_kind(docs, "DestinationRule")}
+    assert "triton.models.svc" in hosts
+    assert "no path rewrite to its remoteName" in r.stderr

@@ -4,6 +4,7 @@ a version without them keeps the runtime's names, and a fallback answers under i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -88,3 +89,40 @@ def test_two_outputs_may_not_take_one_name() -> None:
         parse_config(bad)
     assert "models.churn.versions.v1.outputNames" in err.value.message
     assert "output-0" in err.value.message
+
+
+def test_batched_requests_and_shadows_use_the_runtime_names() -> None:
+    """Through the batcher, and for a shadow version without the names, a request asking
+    for ``output-0`` still reaches the runtime's ``predict``."""
+    text = (
+        CONFIG.replace(
+            "    http:\n",
+            "    batcher: {maxBatchSize: 8, maxLatency: 1ms}\n    http:\n",
+            1,
+        )
+        .replace(
+            'server: {store: "memory://", watchConfig: false}',
+            'server: {store: "memory://", watchConfig: false, shadow: {executor: thread}}',
+        )
+        .replace(
+            "        route: [{destination: v1}]\n",
+            "        route: [{destination: v1}]\n        mirror: {destination: v2}\n",
+        )
+    )
+    loaded = loaded_from_yaml(text, EXAMPLE_MODELS)
+    with running_server(create_app(loaded)) as base:
+        body = {**BODY, "outputs": [{"name": "output-0"}]}
+        r = httpx.post(f"{base}/v2/models/churn/infer", json=body)
+        assert r.status_code == 200, r.text
+        assert [o["name"] for o in r.json()["outputs"]] == ["output-0"]
+
+        def shadow_lines() -> list[str]:
+            text = httpx.get(f"{base}/metrics").text
+            return [x for x in text.splitlines() if x.startswith("modelrouter_shadow_requests")]
+
+        deadline = time.monotonic() + 20
+        while not any('outcome="ok"' in x for x in shadow_lines()):
+            assert time.monotonic() < deadline, shadow_lines()
+            time.sleep(0.05)
+        errors = [x for x in shadow_lines() if 'outcome="error"' in x]
+        assert all(x.endswith(" 0.0") for x in errors), errors

@@ -1,9 +1,11 @@
 """The gateway's own objects: ConfigMap, Deployment, Service, PodDisruptionBudget, HPA.
 
 The admin token and the store URL reach the pods from Secrets by reference (``secretKeyRef``);
-no credential is ever written into a manifest. The drain is a ``preStop`` sleep (the Service
-stops sending new requests while the pod still answers) followed by SIGTERM, on which the
-gateway finishes what is in flight; ``terminationGracePeriodSeconds`` covers both.
+no credential is ever written into a manifest. Stopping a pod: a ``preStop`` sleep of the
+drain (Kubernetes takes the pod out of the Service's endpoints while it still answers), then
+SIGTERM, on which the gateway drains again by itself (``server.shutdown.drain``: readiness
+503, still serving, for clients that hold connections) and gives requests in flight
+``server.shutdown.timeout``; ``terminationGracePeriodSeconds`` covers all three.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class GatewayPlan:
 
     @property
     def grace_period(self) -> int:
-        """preStop (the drain) + the in-flight requests' time after SIGTERM + a margin."""
-        return math.ceil(self.drain + self.shutdown_timeout) + 5
+        """preStop (the drain) + the gateway's own drain and in-flight time after SIGTERM + a
+        margin."""
+        return math.ceil(2 * self.drain + self.shutdown_timeout) + 5
 
 
 def _meta(plan: GatewayPlan, name: str | None = None) -> dict[str, Any]:
@@ -118,8 +121,10 @@ def deployment(plan: GatewayPlan) -> Manifest:
             "requests": {"cpu": "500m", "memory": plan.memory_request},
             "limits": {"memory": plan.memory_request},
         },
-        # a version loads before the gateway is ready: give the loads time before liveness
-        "startupProbe": _probe("/v2/health/live", "http", 5, 60),
+        # every version loads (or, for KServe, answers its metadata) before the pod is
+        # started; one that is not there in 5 minutes restarts the container, which loads again
+        # (InferenceServices that came up after the gateway are found then)
+        "startupProbe": _probe("/v2/health/ready", "http", 5, 60),
         "livenessProbe": _probe("/v2/health/live", "http", 10, 3),
         "readinessProbe": _probe("/v2/health/ready", "http", 5, 2),
         "lifecycle": {"preStop": {"sleep": {"seconds": max(1, math.ceil(plan.drain))}}},
@@ -176,9 +181,9 @@ def deployment(plan: GatewayPlan) -> Manifest:
         doc,
         f"The gateway. Needs the Secret {plan.admin_secret} (key token)"
         + (f" and the Secret {plan.store_secret_name} (key url)" if plan.store_secret else "")
-        + f".\npreStop sleeps {plan.drain:g}s (the drain), then SIGTERM lets in-flight requests"
-        f" finish\nwithin {plan.shutdown_timeout:g}s: terminationGracePeriodSeconds"
-        f" {plan.grace_period}.",
+        + f".\npreStop sleeps {plan.drain:g}s (the drain); on SIGTERM the gateway drains"
+        f" {plan.drain:g}s more and\ngives in-flight requests {plan.shutdown_timeout:g}s:"
+        f" terminationGracePeriodSeconds {plan.grace_period}.",
     )
 
 

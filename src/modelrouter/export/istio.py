@@ -45,6 +45,11 @@ def percentages(weights: list[int]) -> list[int]:
 
 
 def _destination(host: str) -> dict[str, Any]:
+    """``host`` or ``host:port`` (a remote endpoint's) as an Istio destination (port 80 when
+    none is given: KServe's predictor Services)."""
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit():
+        return {"host": name, "port": {"number": int(port)}}
     return {"host": host, "port": {"number": 80}}
 
 
@@ -199,6 +204,7 @@ def mesh_manifests(
     out = [host_service, vs]
     sticky = _sticky(spec)
     for version, host in hosts.items():
+        dest = _destination(host)
         policy: dict[str, Any] = {
             "outlierDetection": {
                 "consecutive5xxErrors": 5,
@@ -217,8 +223,11 @@ def mesh_manifests(
                 {
                     "apiVersion": "networking.istio.io/v1",
                     "kind": "DestinationRule",
-                    "metadata": {"name": host.split(".", 1)[0], "namespace": namespace},
-                    "spec": {"host": host, "trafficPolicy": policy},
+                    "metadata": {
+                        "name": dns_label(dest["host"].split(".", 1)[0]),
+                        "namespace": namespace,
+                    },
+                    "spec": {"host": dest["host"], "trafficPolicy": policy},
                 },
                 comment_dr,
             )

@@ -28,11 +28,6 @@ from modelrouter.export.names import dns_label, predictor_service, service_host
 from modelrouter.export.storage import Upload, relocate
 from modelrouter.export.yamlio import Manifest, dump, write_tree
 
-DEFAULT_DRAIN = 5.0
-DEFAULT_SHUTDOWN_TIMEOUT = 30.0
-"""Used when the config has no ``server.shutdown`` (drain before SIGTERM, then the time
-in-flight requests get)."""
-
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
@@ -120,7 +115,9 @@ def export_kubernetes(loaded: LoadedConfig, opts: ExportOptions) -> ExportResult
                         f"{where}.endpoint: {vs.endpoint} is a loopback address; in a pod that"
                         " is the pod itself"
                     )
-                hosts[model][version] = urlsplit(vs.endpoint).hostname or vs.endpoint
+                parts = urlsplit(vs.endpoint)
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                hosts[model][version] = f"{parts.hostname or vs.endpoint}:{port}"
                 if opts.mesh == "istio":
                     result.notes.append(
                         f"{where}: the mesh sends this version's traffic to {vs.endpoint} as it"
@@ -184,7 +181,7 @@ def export_kubernetes(loaded: LoadedConfig, opts: ExportOptions) -> ExportResult
                     vs,
                     uri,
                     ns,
-                    spec.batcher,
+                    spec.batcher if spec.batcher and spec.batcher.enabled is not False else None,
                     raw_deployment=opts.rollouts == "flagger",
                     served_name=model if mesh else None,
                 )
@@ -266,7 +263,7 @@ def _gateway(
     text = dump(data)
     parse_config(text)  # the rewritten config must load as it is: a bug here must not ship
     result.gateway_config = text
-    shutdown = getattr(config.server, "shutdown", None)
+    shutdown = config.server.shutdown
     budget = config.server.modelMemoryBudget
     memory = f"{(budget // 2**20) + 256}Mi" if budget else "512Mi"
     plan = gateway.GatewayPlan(
@@ -278,16 +275,11 @@ def _gateway(
         grpc_port=config.server.grpc.port if config.server.grpc is not None else None,
         admin_token_env=admin_env,
         store_secret=store_secret,
-        drain=float(getattr(shutdown, "drain", DEFAULT_DRAIN)),
-        shutdown_timeout=float(getattr(shutdown, "timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
+        drain=shutdown.drain,
+        shutdown_timeout=shutdown.timeout,
         config_hash=hashlib.sha256(text.encode()).hexdigest(),
         memory_request=memory,
     )
-    if shutdown is None:
-        result.notes.append(
-            f"server.shutdown: not in the config; the Deployment assumes a {DEFAULT_DRAIN:g}s"
-            f" drain and {DEFAULT_SHUTDOWN_TIMEOUT:g}s for in-flight requests"
-        )
     manifests = [
         gateway.config_map(plan, text),
         gateway.deployment(plan),
