@@ -81,6 +81,9 @@ models:
 """
 
 
+ADMIN_TOKEN = "remote-grpc-admin"
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[int]:
     port = free_port()
@@ -107,7 +110,9 @@ def downstream(upstream: int) -> Iterator[httpx.Client]:
         route: [{{destination: slow}}]
         fallback: [raw]
 """
-    app = create_app(loaded_from_yaml(gateway_for(versions), EXAMPLE_MODELS))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELROUTER_ADMIN_TOKEN", ADMIN_TOKEN)
+        app = create_app(loaded_from_yaml(gateway_for(versions), EXAMPLE_MODELS))
     with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         yield c
 
@@ -132,7 +137,11 @@ def test_remote_metadata_over_grpc(downstream: httpx.Client) -> None:
 
 
 def test_unreachable_and_unknown_remotes_fail_their_load(downstream: httpx.Client) -> None:
-    index = {m["version"]: m for m in downstream.get("/v2/repository/index").json()}
+    # anonymous callers of the repository index get the short reason, the admin the full one
+    short = {m["version"]: m for m in downstream.get("/v2/repository/index").json()}
+    assert short["down"]["reason"] == "load failed; see the server log"
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    index = {m["version"]: m for m in downstream.get("/v2/repository/index", headers=admin).json()}
     assert index["down"]["state"] == "FAILED"
     assert "(gRPC) is unavailable" in index["down"]["reason"]
     assert index["gone"]["state"] == "FAILED"
