@@ -259,7 +259,7 @@ class DataPlane:
                     {
                         "version": candidates[i + 1],
                         "from": version,
-                        "error": last.message if last else "",
+                        "error": last.internal if last else "",
                     }
                 )
         assert last is not None
@@ -322,7 +322,7 @@ class DataPlane:
             record["prediction"] = prediction
         if error is not None:
             record["error"] = (
-                error.message if isinstance(error, ModelRouterError) else type(error).__name__
+                error.internal if isinstance(error, ModelRouterError) else type(error).__name__
             )
         if self.durable:
             await self.audit.submit_durable(record)
