@@ -19,6 +19,7 @@ code to an HTTP status and a gRPC status name, and both transports use that one 
     ├── UpstreamTimeout                   upstream_timeout  504  DEADLINE_EXCEEDED
     ├── StoreError                        store_error       503  UNAVAILABLE
     ├── Conflict                          conflict          409  ABORTED
+    ├── Overloaded                        overloaded        429  RESOURCE_EXHAUSTED
     ├── FaultInjected                     fault_injected    (its httpStatus)  UNAVAILABLE
     └── ConfigError                       config_error      400  INVALID_ARGUMENT
         └── ModelLoadError                load_error        500  INTERNAL
@@ -48,6 +49,7 @@ STATUS: dict[str, Status] = {
     "upstream_timeout": Status(504, "DEADLINE_EXCEEDED"),
     "store_error": Status(503, "UNAVAILABLE"),
     "conflict": Status(409, "ABORTED"),
+    "overloaded": Status(429, "RESOURCE_EXHAUSTED"),
     "fault_injected": Status(503, "UNAVAILABLE"),
     "config_error": Status(400, "INVALID_ARGUMENT"),
     "load_error": Status(500, "INTERNAL"),
@@ -149,6 +151,12 @@ class Conflict(ModelRouterError):
     """An optimistic update lost a race: the object changed since the caller read it."""
 
     code = "conflict"
+
+
+class Overloaded(ModelRouterError):
+    """A bounded resource is full (e.g. every event-stream slot is taken); retry later."""
+
+    code = "overloaded"
 
 
 class FaultInjected(ModelRouterError):

@@ -431,6 +431,69 @@ OPERATIONS: dict[tuple[str, str], Op] = {
 OPERATIONS[("GET", "/v2/")] = OPERATIONS[("GET", "/v2")]
 
 
+def _page(summary: str, params: list[Schema] | None = None) -> Op:
+    """A page or asset of the dashboard (not JSON); it asks for the token in the browser."""
+    op: Op = {
+        "summary": summary,
+        "tags": ["dashboard"],
+        "responses": {
+            "200": {"description": summary, "content": {"text/html": {"schema": STR}}},
+            "default": ERROR,
+        },
+    }
+    if params:
+        op["parameters"] = params
+    return op
+
+
+OPERATIONS.update(
+    {
+        ("GET", "/api/v1/models/{name}/versions"): _op(
+            "per version: state, weight per rule, mirrors, and the window's figures from the "
+            "store (every gateway)",
+            _json(
+                "versions",
+                _obj(
+                    ["model", "versions"],
+                    model=STR,
+                    since=NUM,
+                    until=NUM,
+                    versions={"type": "array", "items": OBJ},
+                ),
+            ),
+            [NAME, _param("window", "query", STR)],
+            admin=True,
+            tag="admin",
+        ),
+        ("GET", "/api/v1/events"): {
+            "summary": "the dashboard's live state as server-sent events (a stream that does "
+            "not end)",
+            "tags": ["admin"],
+            "security": ADMIN,
+            "x-stream": True,
+            "responses": {
+                "200": {
+                    "description": "text/event-stream",
+                    "content": {"text/event-stream": {"schema": STR}},
+                },
+                "default": ERROR,
+            },
+        },
+        ("GET", "/"): {
+            "summary": "redirects to the dashboard",
+            "tags": ["dashboard"],
+            "responses": {"307": {"description": "to /ui"}, "default": ERROR},
+        },
+        ("GET", "/ui"): _page("the dashboard"),
+        ("GET", "/ui/"): _page("the dashboard"),
+        ("GET", "/ui/{file}"): _page(
+            "a file of the dashboard (script, style sheet)",
+            [_param("file", description="file name")],
+        ),
+    }
+)
+
+
 def openapi_document(served: Iterable[tuple[str, str]], title: str = "modelrouter") -> Schema:
     """The document for the ``(method, path)`` pairs an app serves; ValueError for a pair
     without an entry in :data:`OPERATIONS` (a route added without documenting it)."""

@@ -162,9 +162,6 @@ class RestApi:
             doc["error"] = self.dp.not_ready_reason(p["name"], v, self._is_admin(request))
         return json_response(doc, 200 if ok else 503, {MODEL_VERSION: v})
 
-    async def repository_index(self, request: Request) -> Response:
-        return json_response(self.dp.model_index(self._is_admin(request)))
-
     # ------------------------------------------------------------------ v2 infer
 
     async def infer_v2(self, request: Request) -> Response:
@@ -228,7 +225,6 @@ class RestApi:
             Route("/v2/health/ready", self.ready, methods=["GET"]),
             Route("/v2", self.server_metadata, methods=["GET"]),
             Route("/v2/", self.server_metadata, methods=["GET"]),
-            Route("/v2/repository/index", self.repository_index, methods=["GET", "POST"]),
             Route("/v2/models/{name}", self.model_metadata, methods=["GET"]),
             Route("/v2/models/{name}/ready", self.model_ready, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}", self.model_metadata, methods=["GET"]),

@@ -155,6 +155,8 @@ def decide(table: RoutingTable, model: str, ctx: RequestContext) -> Decision:
         mirrors = rule.always_mirrors
         if mirrors is None:
             mirrors = tuple(v for v, pct in rule.mirrors if ctx.rand() * 100 < pct)
+        if rule.mirrors_routed and version in mirrors:
+            mirrors = tuple(v for v in mirrors if v != version)
         delay = abort = None
         if rule.fault_delay is not None:
             seconds, pct = rule.fault_delay

@@ -153,6 +153,9 @@ class CompiledRule:
 
     always_mirrors: tuple[str, ...] | None
     """The mirror destinations when every one is at 100% (no draw needed), else None."""
+    mirrors_routed: bool = False
+    """A mirror is also a destination ("shadow the canary"): it is left out of the mirrors of
+    the requests the split sends to it."""
 
     def pick(self, bucket: int) -> str:
         return self.destinations[min(bisect_right(self.bounds, bucket), len(self.bounds) - 1)]
@@ -223,6 +226,7 @@ def compile_rule(model: str, rule: RouteRule) -> CompiledRule:
         always_mirrors=tuple(v for v, pct in mirrors)
         if all(p >= 100 for _, p in mirrors)
         else None,
+        mirrors_routed=any(v in {d.destination for d in rule.route} for v, _ in mirrors),
         timeout=rule.timeout,
         attempts=1 + (rule.retries.attempts if rule.retries else 0),
         per_try_timeout=rule.retries.perTryTimeout if rule.retries else None,
@@ -255,3 +259,17 @@ def compile_table(models: Mapping[str, ModelSpec], version: int = 0) -> RoutingT
 def rules_document(spec: ModelSpec) -> list[dict[str, Any]]:
     """The model's rules as JSON, in the shape the config file and the admin API use."""
     return [r.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for r in spec.http]
+
+
+def routed_versions(routes: ModelRoutes) -> frozenset[str]:
+    """The versions a request to the model can be served by: each reachable rule's
+    destinations with a positive weight and its fallbacks, and the default version when some
+    request matches no rule. Mirror-only versions are not among them: a shadow never answers."""
+    out: set[str] = set()
+    for rule in routes.rules:
+        out.update(v for v in rule.destinations if rule.weights.get(v, 0) > 0)
+        out.update(rule.fallback)
+        if not rule.block_texts:
+            return frozenset(out)  # a rule without match: the rules after it are unreachable
+    out.add(routes.default_version)
+    return frozenset(out)

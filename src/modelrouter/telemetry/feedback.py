@@ -10,7 +10,8 @@ answered is looked for again for a short while before the answer is 404.
 Scoring, element by element against the flattened first output: a numeric (floating point)
 prediction is a regression, and adds ``|prediction - truth|``; any other prediction (integer
 class, string, bool) is a label, correct when equal to the truth. Each feedback is an audit
-record of kind ``feedback``; a second feedback for the same request is refused (409).
+record of kind ``feedback``; a second feedback for the same request is refused (409) by a
+unique index of the store, so two gateways posting it at once cannot both accept it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modelrouter.audit import records
 from modelrouter.errors import Conflict, InvalidInput, NotFound
 from modelrouter.protocol.types import Tensor
 from modelrouter.store.base import Store
@@ -276,24 +278,24 @@ class FeedbackService:
                     "scored; a reward can be given"
                 )
             result_score = score(joined.prediction, req.truth)
-        if await self.store.query_audit(kind="feedback", request_id=rid, limit=1):
-            raise Conflict(f"request_id: feedback for request {rid!r} was already given")
-        record: dict[str, Any] = {
-            "kind": "feedback",
-            "actor": actor,
-            "request_id": rid,
-            "model": joined.model,
-            "version": joined.version,
-            "truth": req.truth,
-            "reward": req.reward,
-        }
-        if result_score is not None:
-            record.update(
-                labels=result_score.labels,
-                correct=result_score.correct,
-                values=result_score.values,
-                abs_error=result_score.abs_error,
-            )
-        await self.store.append_audit([record])
+        s = result_score
+        record = records.feedback(
+            actor=actor,
+            request_id=rid,
+            model=joined.model,
+            version=joined.version,
+            truth=req.truth,
+            reward=req.reward,
+            scored=s is not None,
+            labels=None if s is None else s.labels,
+            correct=None if s is None else s.correct,
+            values=None if s is None else s.values,
+            abs_error=None if s is None else s.abs_error,
+        )
+        try:
+            # the store's unique index on (feedback, request_id) decides, for every gateway
+            await self.store.append_audit([record])
+        except Conflict:
+            raise Conflict(f"request_id: feedback for request {rid!r} was already given") from None
         self.sink.feedback(joined.model, joined.version, result_score, req.reward)
         return FeedbackResult(rid, joined.model, joined.version, result_score, req.reward)

@@ -774,3 +774,22 @@ def test_body_paths_with_unicode_digits_never_raise() -> None:
 
     assert body_value({"inputs": [1, 2, 3]}, ("inputs", "\u00b2")) is None
     assert body_value({"inputs": [1, 2, 3]}, ("inputs", "2")) == "3"
+
+
+def test_shadowing_the_canary_copies_only_what_the_split_sent_elsewhere() -> None:
+    t = table(
+        [
+            {
+                "name": "r",
+                "route": [{"destination": "v1", "weight": 90}, {"destination": "v2", "weight": 10}],
+                "sticky": {"header": "x-user-id"},
+                "mirror": {"destination": "v2"},
+                "mirrors": [{"destination": "v3"}],
+            }
+        ]
+    )
+    seen: dict[str, set[tuple[str, ...]]] = {"v1": set(), "v2": set()}
+    for i in range(400):
+        d = go(t, ctx({"x-user-id": f"u{i}"}))
+        seen[d.version].add(d.mirrors)
+    assert seen == {"v1": {("v2", "v3")}, "v2": {("v3",)}}
