@@ -335,7 +335,7 @@ class DataPlane:
                     {
                         "version": candidates[i + 1],
                         "from": version,
-                        "error": last.message if last else "",
+                        "error": last.internal if last else "",
                     }
                 )
         assert last is not None
@@ -394,7 +394,7 @@ class DataPlane:
             prediction=prediction,
             error=None
             if error is None
-            else (error.message if isinstance(error, ModelRouterError) else type(error).__name__),
+            else (error.internal if isinstance(error, ModelRouterError) else type(error).__name__),
         )
         if self.durable:
             await self.audit.submit_durable(record)

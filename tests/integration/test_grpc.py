@@ -363,3 +363,38 @@ def test_port_in_use_fails_the_start() -> None:
         again = create_app(loaded_from_yaml(CONFIG.format(port=port), EXAMPLE_MODELS))
         with pytest.raises(RuntimeError), running_server(again):
             pass
+
+
+# ------------------------------------------------------------------------- hostile inputs
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (_bad(shape=[0, 2**62], values=[]), "input 'x': shape [0, 4611686018427387904] describes"),
+        (_bad(shape=[0, 10**12, 10**12, 10**12], values=[]), "describes more than"),
+        (_bad(shape=[1] * 100, values=[1.0]), "input 'x': shape has 100 dimensions"),
+        (_bad(values=[1.0, float("nan")]), "input 'x': holds NaN or infinite values"),
+        (_bad(values=[float("inf"), 1.0]), "allowNonFinite"),
+        (
+            _bad(datatype="FP32", raw=[np.array([1.0, -np.inf], "<f4").tobytes()]),
+            "input 'x': holds NaN or infinite values",
+        ),
+    ],
+    ids=["overflow", "absurd", "dims", "nan", "inf", "raw-inf"],
+)
+def test_hostile_tensors_are_invalid_argument(gw: Client, request_: Any, message: str) -> None:
+    err = gw.error("ModelInfer", request_)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.details()
+    resp, _ = gw.call("ModelInfer", churn("v1"))  # and the gateway still serves
+    assert len(predict(resp)) == len(X)
+
+
+@pytest.mark.parametrize("rid", ["r" * 129, "has space", "a/b", "semi;colon"])
+def test_bad_request_id_metadata_is_invalid_argument(gw: Client, rid: str) -> None:
+    err = gw.error("ModelInfer", churn("v1"), [("x-request-id", rid)])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "x-request-id: must be 1-128 characters" in err.details()
+    resp, _ = gw.call("ModelInfer", churn("v1"))
+    assert len(predict(resp)) == len(X)

@@ -115,15 +115,16 @@ def infer(client: httpx.Client, version: str) -> float:
 
 def test_gateway_serves_s3_models(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = CONFIG.replace("CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MODELROUTER_ADMIN_TOKEN", "s3-admin")
+    monkeypatch.setenv("MODELROUTER_ADMIN_TOKEN", "s3-test-token")
     app = create_app(loaded_from_yaml(config, tmp_path))
     with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert infer(client, "v1") == pytest.approx(2.0)
         assert infer(client, "v2") == pytest.approx(20.0)
-        # load errors in full for the admin (anonymous callers get the short reason)
-        admin = {"authorization": "Bearer s3-admin"}
-        found = client.get("/v2/repository/index", headers=admin).json()
-        index = {i["version"]: i for i in found}
+        anonymous = {i["version"]: i for i in client.get("/v2/repository/index").json()}
+        assert anonymous["gone"]["reason"] == "load failed; see the server log"
+        # the admin token shows the load errors in full
+        auth = {"authorization": "Bearer s3-test-token"}
+        index = {i["version"]: i for i in client.get("/v2/repository/index", headers=auth).json()}
         assert index["gone"]["state"] == "FAILED"
         assert "s3://models/churn/v9" in index["gone"]["reason"]
         assert index["nobucket"]["state"] == "FAILED"
@@ -189,8 +190,8 @@ def test_audit_checkpoints_in_an_s3_object(s3: Any, tmp_path: Path) -> None:
 
     import orjson
 
+    from modelrouter.audit.checkpoints import S3Sink
     from modelrouter.audit.signing import SigningKey
-    from modelrouter.audit.sinks import S3Sink
 
     key = SigningKey.generate()
     (tmp_path / "audit.key").write_bytes(key.pem())
@@ -242,7 +243,7 @@ def test_audit_checkpoints_in_an_s3_object(s3: Any, tmp_path: Path) -> None:
 
 
 def test_an_s3_sink_keeps_the_newest_lines(s3: Any) -> None:
-    from modelrouter.audit.sinks import S3Sink
+    from modelrouter.audit.checkpoints import S3Sink
 
     sink = S3Sink(f"s3://{BUCKET}/audit/bounded.jsonl", keep=3)
     with pytest.raises(ConfigError, match="does not exist"):

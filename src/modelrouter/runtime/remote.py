@@ -116,8 +116,8 @@ class RemoteRuntime(ModelRuntime):
             self._signature = _signature(doc, self.target)
         except ModelRouterError as exc:
             await client.aclose()
-            exc.message = f"{exc.message} (endpoint {self.endpoint})"
-            exc.args = (exc.message,)
+            # a load error: shown only to the admin, so it may name the address
+            exc.internal = f"{exc.internal} (endpoint {self.endpoint})"
             raise
         except BaseException:
             await client.aclose()
