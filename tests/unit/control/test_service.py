@@ -369,3 +369,28 @@ def test_rollouts_follow_the_config_file(tmp_path: Path) -> None:
         assert actions == ["start", "restart", "start", "stop", "restart", "start"]
 
     run(tmp_path, body)
+
+
+def test_a_rollout_gone_from_the_file_while_no_gateway_ran_is_stopped_at_start(
+    tmp_path: Path,
+) -> None:
+    async def body(rig: Rig) -> None:
+        c = rig.control
+        assert c.rollouts is not None
+        await c.rollouts.tick_all()  # churn-v2 runs
+        # a gateway starting with a file without rollouts
+        config = parse_config(CONFIG[: CONFIG.index("rollouts:")])
+        other = build_manager(config, rig.store, c.routing, rig.windows)
+        await other.adopt_all()
+        rec = await rig.store.get_rollout("churn-v2")
+        assert rec is not None
+        assert rec.state["phase"] == "Stopped"
+        await other.adopt_all()  # once
+        stops = [
+            r
+            for r in await c.audit_query(AuditFilter(kind="rollout", limit=100))
+            if r["action"] == "stop"
+        ]
+        assert [(s["rollout"], s["phaseBefore"]) for s in stops] == [("churn-v2", "Progressing")]
+
+    run(tmp_path, body)
