@@ -167,10 +167,24 @@ class RolloutController:
         return state.replace(weights=live, canaryWeight=live[self.spec.canary])
 
     async def history(self, limit: int = 200) -> list[dict[str, Any]]:
-        records = await self.store.query_audit(
-            kind="rollout", model=self.spec.model, limit=None, order="desc"
-        )
-        return [r for r in records if r.get("rollout") == self.name][:limit]
+        """The newest ``limit`` steps, newest first, read a page at a time (the log of a
+        model's rollouts can be long)."""
+        out: list[dict[str, Any]] = []
+        after: int | None = None
+        page_size = 500
+        while len(out) < limit:
+            page = await self.store.query_audit(
+                kind="rollout",
+                model=self.spec.model,
+                limit=page_size,
+                order="desc",
+                after_seq=after,
+            )
+            out += [r for r in page if r.get("rollout") == self.name]
+            if len(page) < page_size:
+                break
+            after = page[-1]["seq"]
+        return out[:limit]
 
     async def status(self) -> dict[str, Any]:
         """The stored state, with the weights the live table has now (an admin may have
