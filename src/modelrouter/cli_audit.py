@@ -1,11 +1,12 @@
-"""``modelrouter audit``: read, explain, verify and prune the audit log.
+"""``modelrouter audit``: read, explain, verify, prune and checkpoint the audit log.
 
 ``query``, ``explain`` and ``verify`` ask a gateway's control API with ``--url URL`` (and
 ``--token`` or ``$MODELROUTER_ADMIN_TOKEN``), as ``modelrouter rollout`` does; or, offline, read
 the store itself with ``--store URL`` (or ``$MODELROUTER_STORE``) or ``--config FILE`` (its
 ``server.store``). Both ways run the same control-plane code
 (:class:`~modelrouter.control.AuditReads`: the same filters, the same refusals). ``tail`` and
-``prune`` work on the store. Attach with ``main.add_command(audit)``.
+``prune`` work on the store, and so do ``keygen``, ``checkpoint`` and ``verify --checkpoints``
+(signed checkpoints of the head, kept outside the store). Attach with ``main.add_command(audit)``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -23,7 +25,16 @@ from urllib.parse import quote
 
 import click
 
+from modelrouter.audit.checkpoints import (
+    Checkpoint,
+    CheckpointResult,
+    open_sink,
+    verify_checkpoints,
+    write_checkpoint,
+)
 from modelrouter.audit.explain import iso_time, summarize
+from modelrouter.audit.query import check_kind
+from modelrouter.audit.signing import PublicKey, SigningKey, load_public_key, load_signing_key
 from modelrouter.cli_http import call
 from modelrouter.config.durations import parse_duration, parse_time
 from modelrouter.control.audit import AUDIT_KINDS, AuditFilter, AuditReads
@@ -66,7 +77,7 @@ def store_url(store: str | None, config: Path | None) -> str:
 
         try:
             loaded = load_config(config)
-            url = resolve_store_url(loaded.config.server.store, loaded.base_dir)
+            url = resolve_store_url(loaded.config.server.store_location(), loaded.base_dir)
         except ModelRouterError as exc:
             raise click.ClickException(f"{config}: {exc.message}") from None
     else:
@@ -245,6 +256,11 @@ def tail(url: str, count: int, follow: bool, as_json: bool, interval: float) -> 
 def query(target: Target, as_json: bool, **options: Any) -> None:
     """Records matching every filter given."""
     params = {k: str(v) for k, v in options.items() if v is not None}
+    if "kind" in params:
+        try:
+            check_kind(params["kind"])
+        except InvalidInput as exc:
+            raise click.BadParameter(exc.message, param_hint="'--kind'") from None
     if target.gateway is not None:
         records = target.get("/api/v1/audit", params)["records"]
     else:
@@ -259,37 +275,167 @@ def query(target: Target, as_json: bool, **options: Any) -> None:
 @audit.command()
 @with_target
 @click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON as well.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON as well.")
 def explain(target: Target, request_id: str, as_json: bool) -> None:
-    """Why REQUEST_ID was routed the way it was, in words."""
+    """Why REQUEST_ID was routed the way it was, in words.
+
+    Every record with that id is shown (decisions, feedback); when a client reused the id for
+    several requests, each of their decisions is, and the first line says so.
+    """
     if target.gateway is not None:
         doc = target.get(f"/api/v1/decisions/{quote(request_id, safe='')}")
     else:
         doc = target.reads(lambda reads: reads.explain(request_id))
-    click.echo(doc["explanation"])
+    if doc.get("note"):
+        click.echo(f"Note: {doc['note']}.")
+    found = doc.get("records") or [doc["record"]]
+    texts = doc.get("explanations") or [doc["explanation"]]
+    several = len(found) > 1
+    for record, text in zip(found, texts, strict=True):
+        click.echo(f"[seq {record.get('seq', '?')}] {text}" if several else text)
     if as_json:
-        click.echo(json.dumps(doc["record"], ensure_ascii=False, sort_keys=True, indent=2))
+        shown = found if several else found[0]
+        click.echo(json.dumps(shown, ensure_ascii=False, sort_keys=True, indent=2))
 
 
 @audit.command()
 @with_target
-def verify(target: Target) -> None:
-    """Check the hash chain: exit 0 if no record was edited, deleted or reordered."""
+@click.option(
+    "--checkpoints",
+    "sink",
+    metavar="SINK",
+    help="Also check the signed checkpoints in this file or s3://bucket/key (offline only).",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The checkpoints' public key (PEM; a private key file works too).",
+)
+def verify(target: Target, sink: str | None, public_key: Path | None) -> None:
+    """Check the hash chain: exit 0 if no record was edited, deleted, reordered or planted.
+
+    With --checkpoints, also check the signed checkpoints written outside the store: they
+    detect a log cut short or rewritten together with its head, which the chain alone cannot.
+    """
+    if public_key is not None and sink is None:
+        raise click.UsageError("--public-key needs --checkpoints SINK")
+    if sink is not None:
+        if target.store is None:
+            raise click.UsageError("--checkpoints reads the store itself: give --store or --config")
+        _verify_checkpoints(target.store, sink, public_key)
+        return
     if target.gateway is not None:
         doc = target.get("/api/v1/audit/verify", ok=(409,))
     else:
         doc = target.reads(lambda reads: reads.verify()).to_json()
     if doc["ok"]:
-        anchor = doc.get("anchorSeq") or 0
-        since = f" (from seq {anchor + 1}; older ones pruned)" if anchor else ""
-        click.echo(f"OK: {doc['checked']} records verified{since}")
+        click.echo(f"OK: {doc['checked']} records verified{_pruned(doc.get('anchorSeq') or 0)}")
         return
-    click.echo(
-        f"FAILED at seq {doc['firstBadSeq']}: {doc['reason']} "
-        f"({doc['checked']} records verified before it)",
-        err=True,
-    )
+    _failed(doc["firstBadSeq"], doc["reason"], doc["checked"])
+
+
+def _pruned(anchor_seq: int) -> str:
+    return f" (from seq {anchor_seq + 1}; older ones pruned)" if anchor_seq else ""
+
+
+def _failed(seq: int | None, reason: str, checked: int) -> None:
+    where = f"at seq {seq}" if seq is not None else "(checkpoints)"
+    click.echo(f"FAILED {where}: {reason} ({checked} records verified before it)", err=True)
     sys.exit(1)
+
+
+def _verify_checkpoints(url: str, target: str, public_key: Path | None) -> None:
+    try:
+        key = None if public_key is None else load_public_key(public_key)
+        sink = open_sink(target)
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def body(store: Store) -> tuple[CheckpointResult, int]:
+        result = await verify_checkpoints(store, sink.lines(), key)
+        return result, (await store.audit_bounds()).anchor.seq
+
+    result, anchor_seq = run(url, body)
+    chain = result.chain
+    if not result.ok:
+        _failed(result.first_bad_seq, result.reason, chain.checked)
+    newest = result.newest
+    assert newest is not None  # ok means at least one checkpoint verified
+    click.echo(
+        f"OK: {chain.checked} records verified{_pruned(anchor_seq)}; "
+        f"{result.checkpoints} checkpoints signed by key {PublicKey.from_hex(newest.key).key_id} "
+        f"agree (newest: seq {newest.seq} at {iso_time(newest.time)}"
+        + (f", {result.pruned} before the pruned part" if result.pruned else "")
+        + ")"
+    )
+    if not result.key_given:
+        click.echo(
+            "warning: checked against the key inside the checkpoints; give --public-key to "
+            "rule out checkpoints forged with another key",
+            err=True,
+        )
+
+
+@audit.command()
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key file to write (the public key goes to OUT.pub).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def keygen(out: Path, force: bool) -> None:
+    """Make an Ed25519 key pair for signed audit checkpoints.
+
+    The private key (OUT, readable by its owner only) goes to the gateways
+    (server.audit.checkpoints.keyFile, or its text in the variable named by keyEnv); the
+    public key (OUT.pub) goes to whoever runs `audit verify --checkpoints`.
+    """
+    pub = out.with_name(out.name + ".pub")
+    for path in (out, pub):
+        if path.exists() and not force:
+            raise click.ClickException(f"{path} exists (give --force to overwrite it)")
+    try:
+        key = SigningKey.generate()
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.pem())
+        os.chmod(out, 0o600)
+        pub.write_bytes(key.public.pem())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the key: {exc}") from None
+    click.echo(f"private key: {out}\npublic key:  {pub}\nkey id:      {key.public.key_id}")
+
+
+@audit.command()
+@with_store
+@click.option("--sink", required=True, help="File path or s3://bucket/key to append to.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The private key (PEM).",
+)
+@click.option("--key-env", metavar="NAME", help="Environment variable holding the private key.")
+def checkpoint(url: str, sink: str, key_file: Path | None, key_env: str | None) -> None:
+    """Sign the log's head now and append the checkpoint to SINK (what a gateway with
+    server.audit.checkpoints does every interval; for cron or before a backup)."""
+    if (key_file is None) == (key_env is None):
+        raise click.UsageError("give --key-file or --key-env (one of them)")
+    try:
+        key = load_signing_key(key_file, key_env)
+        target = open_sink(sink)
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def body(store: Store) -> Checkpoint:
+        return await write_checkpoint(store, target, key)
+
+    c = run(url, body)
+    click.echo(f"checkpoint: seq {c.seq} hash {c.hash[:16]}... at {iso_time(c.time)} -> {sink}")
 
 
 @audit.command()

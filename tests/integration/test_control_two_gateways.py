@@ -194,7 +194,7 @@ def test_one_config_edit_writes_one_routing_version_and_one_change_record(pair: 
     time.sleep(3)  # both watchers (1 s) have imported the edit by now
     assert routing(pair.one)["version"] == routing(pair.two)["version"] == before + 1
     (change,) = changes(pair.two, seq)
-    assert (change["actor"], change["table_version"]) == ("config-file", before + 1)
+    assert (change["actor"], change["routing_version"]) == ("config-file", before + 1)
     assert change["after"]["http"][0]["route"] == [{"destination": "v1"}]
     # the rollout's rule was left alone (it runs on it), and both say so
     for c in pair.both():

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelrouter.api.auth import check_token
+from modelrouter.api.auth import bearer_matches, check_token
 from modelrouter.api.rest import json_response, read_body
 from modelrouter.control import ControlPlane
 from modelrouter.control.service import check_load_parameters
@@ -52,8 +52,13 @@ class RepositoryApi:
         params: Any = doc.get("parameters")
         check_load_parameters(params)
 
+    def _full(self, request: Request) -> bool:
+        """Whether load errors show in full: only to a caller with the admin token (without
+        a token configured the API is open to anyone, who gets the short reason)."""
+        return self.token is not None and bearer_matches(request, self.token)
+
     async def index(self, request: Request) -> Response:
-        return json_response(await self.control.repository_index())
+        return json_response(await self.control.repository_index(full=self._full(request)))
 
     async def load(self, request: Request) -> Response:
         return await self._act(request, load=True)
@@ -66,12 +71,13 @@ class RepositoryApi:
         p = request.path_params
         self.control.repository.versions(p["name"])  # 404 for an unknown model before the body
         await self._check_body(request)
-        c = self.control
+        c, full = self.control, self._full(request)
         if "version" in p:
             act = c.load_version if load else c.unload_version
-            versions = [await act(p["name"], p["version"], actor)]
+            versions = [await act(p["name"], p["version"], actor, full=full)]
         else:
-            versions = await (c.load_model if load else c.unload_model)(p["name"], actor)
+            act_all = c.load_model if load else c.unload_model
+            versions = await act_all(p["name"], actor, full=full)
         return json_response(
             {
                 "name": p["name"],

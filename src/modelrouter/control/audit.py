@@ -9,87 +9,21 @@ same way (:class:`~modelrouter.errors.InvalidInput` naming the field).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelrouter.audit.explain import explain
-from modelrouter.config.durations import parse_time
-from modelrouter.errors import InvalidInput, NotFound
-from modelrouter.store.base import Order, Store
+from modelrouter.audit import records
+from modelrouter.audit.query import AuditQuery, explain_request, run_query
+from modelrouter.errors import NotFound
+from modelrouter.store.base import Store
 
-AUDIT_KINDS = ("decision", "change", "admin", "rollout", "feedback", "gap")
+AUDIT_KINDS = tuple(sorted(records.KINDS))
 """Every kind of audit record; a query for any other kind is refused."""
 
-MAX_LIMIT = 10_000
-"""The most records one query returns (page with ``after_seq`` for more)."""
-
-TEXT_FILTERS = ("model", "version", "rule", "kind", "request_id")
-TIME_FILTERS = ("since", "until")
-INT_FILTERS = ("limit", "after_seq")
-FILTERS = (*TEXT_FILTERS, *TIME_FILTERS, *INT_FILTERS, "order")
-
-
-@dataclass(frozen=True, slots=True)
-class AuditFilter:
-    """Which audit records to return: every filter given must hold.
-
-    ``since``/``until`` are epoch seconds (inclusive); ``after_seq`` is a paging cursor (see
-    :meth:`Store.query_audit`). Construction validates, so no transport can pass a bad one.
-    """
-
-    model: str | None = None
-    version: str | None = None
-    rule: str | None = None
-    kind: str | None = None
-    request_id: str | None = None
-    since: float | None = None
-    until: float | None = None
-    limit: int = 100
-    order: Order = "desc"
-    after_seq: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind is not None and self.kind not in AUDIT_KINDS:
-            raise InvalidInput(
-                f"kind: unknown audit record kind {self.kind!r} (known: {', '.join(AUDIT_KINDS)})"
-            )
-        if self.order not in ("asc", "desc"):
-            raise InvalidInput(f"order: must be 'asc' or 'desc', not {self.order!r}")
-        if type(self.limit) is not int or not 0 <= self.limit <= MAX_LIMIT:
-            raise InvalidInput(f"limit: must be an integer from 0 to {MAX_LIMIT}")
-        if self.after_seq is not None and (type(self.after_seq) is not int or self.after_seq < 0):
-            raise InvalidInput("after_seq: must be a non-negative integer")
-        if self.since is not None and self.until is not None and self.since > self.until:
-            raise InvalidInput("since: must not be later than until")
-
-    @classmethod
-    def parse(cls, params: Mapping[str, str], now: float | None = None) -> AuditFilter:
-        """A filter from text parameters (a URL query, CLI options); unknown names refused.
-
-        Times are ISO 8601, epoch seconds or a duration ago (``10m``)."""
-        unknown = sorted(set(params) - set(FILTERS))
-        if unknown:
-            raise InvalidInput(
-                f"unknown audit filter {unknown[0]!r} (filters: {', '.join(sorted(FILTERS))})"
-            )
-        now = time.time() if now is None else now
-        args: dict[str, Any] = {k: params[k] for k in TEXT_FILTERS if k in params}
-        for k in TIME_FILTERS:
-            if k in params:
-                try:
-                    args[k] = parse_time(params[k], now)
-                except ValueError as exc:
-                    raise InvalidInput(f"{k}: {exc}") from None
-        for k in INT_FILTERS:
-            if k in params:
-                try:
-                    args[k] = int(params[k])
-                except ValueError:
-                    raise InvalidInput(f"{k}: must be an integer, got {params[k]!r}") from None
-        if "order" in params:
-            args["order"] = params["order"]
-        return cls(**args)
+AuditFilter = AuditQuery
+"""Which audit records to return (:class:`~modelrouter.audit.query.AuditQuery`): built from
+values, or from text with :meth:`AuditQuery.parse`; construction validates."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,27 +55,15 @@ class AuditReads:
         self.clock = clock
 
     async def query(self, f: AuditFilter) -> list[dict[str, Any]]:
-        return await self.store.query_audit(
-            model=f.model,
-            version=f.version,
-            rule=f.rule,
-            kind=f.kind,
-            request_id=f.request_id,
-            since=f.since,
-            until=f.until,
-            limit=f.limit,
-            order=f.order,
-            after_seq=f.after_seq,
-        )
+        return await run_query(self.store, f)
 
     async def explain(self, request_id: str) -> dict[str, Any]:
-        """The decision record of ``request_id`` and why, in words; NotFound when none."""
-        if not request_id:
-            raise InvalidInput("request_id: required")
-        record = await self.store.get_decision(request_id)
-        if record is None:
+        """Every record of ``request_id`` and why, in words (see
+        :class:`~modelrouter.audit.query.RequestExplanation`); NotFound when it has no decision."""
+        found = await explain_request(self.store, request_id)
+        if found is None:
             raise NotFound(f"no decision recorded for request id '{request_id}'")
-        return {"record": record, "explanation": explain(record)}
+        return found.to_json()
 
     async def verify(self) -> VerifyReport:
         result = await self.store.verify_audit()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelrouter.audit import records as audit_records
 from modelrouter.config.schema import Config
 from modelrouter.control.audit import AuditFilter, AuditReads, VerifyReport
 from modelrouter.control.figures import FigureReader
@@ -44,8 +45,9 @@ def check_load_parameters(params: Any) -> None:
         )
 
 
-def version_status(e: VersionEntry) -> dict[str, Any]:
-    return {"name": e.model, "version": e.version, "state": e.state.value, "reason": e.error}
+def version_status(e: VersionEntry, full: bool = True) -> dict[str, Any]:
+    """A version's state; its load error in full for the admin, else the short reason."""
+    return {"name": e.model, "version": e.version, "state": e.state.value, "reason": e.reason(full)}
 
 
 class ControlPlane:
@@ -183,64 +185,72 @@ class ControlPlane:
         return list(self.repository.versions(model).values())
 
     async def _load_or_unload(
-        self, model: str, version: str | None, actor: str, load: bool
+        self, model: str, version: str | None, actor: str, load: bool, full: bool = True
     ) -> list[dict[str, Any]]:
         """One outcome on every transport: a version that fails to load is ModelNotReady
         (503, retrying may help) naming the reason; the attempt is audited either way."""
         targets = self._targets(model, version)
-        records = []
+        done = []
         for e in targets:
             before = e.state.value
             if load:
                 await self.repository.load(e.model, e.version)
             else:
                 await self.repository.unload(e.model, e.version)
-            records.append(
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": e.model,
-                    "version": e.version,
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
+            done.append(
+                audit_records.version_action(
+                    actor=actor,
+                    action="load" if load else "unload",
+                    model=e.model,
+                    version=e.version,
+                    before=before,
+                    after=e.state.value,
+                    reason=e.error or "",
+                )
             )
-        await self.store.append_audit(records)
+        await self.store.append_audit(done)
         failed = [e for e in targets if e.error]
         if load and failed:
             raise ModelNotReady(
                 "; ".join(
-                    f"model '{e.model}' version '{e.version}' failed to load: {e.error}"
+                    f"model '{e.model}' version '{e.version}' failed to load: {e.reason(full)}"
                     for e in failed
                 )
             )
-        return [version_status(e) for e in targets]
+        return [version_status(e, full) for e in targets]
 
-    async def load_version(self, model: str, version: str, actor: str) -> dict[str, Any]:
-        (status,) = await self._load_or_unload(model, version, actor, load=True)
+    # ``full``: whether the caller may see load errors in full (file paths, backend URLs,
+    # artifact bytes): the admin may, an anonymous caller gets the short reason.
+
+    async def load_version(
+        self, model: str, version: str, actor: str, full: bool = True
+    ) -> dict[str, Any]:
+        (status,) = await self._load_or_unload(model, version, actor, True, full)
         return status
 
-    async def unload_version(self, model: str, version: str, actor: str) -> dict[str, Any]:
+    async def unload_version(
+        self, model: str, version: str, actor: str, full: bool = True
+    ) -> dict[str, Any]:
         """Unload; the version stays unloaded (503 to requests) until loaded again."""
-        (status,) = await self._load_or_unload(model, version, actor, load=False)
+        (status,) = await self._load_or_unload(model, version, actor, False, full)
         return status
 
-    async def load_model(self, model: str, actor: str) -> list[dict[str, Any]]:
+    async def load_model(self, model: str, actor: str, full: bool = True) -> list[dict[str, Any]]:
         """Load every version of ``model`` (the repository API's model-level call)."""
-        return await self._load_or_unload(model, None, actor, load=True)
+        return await self._load_or_unload(model, None, actor, True, full)
 
-    async def unload_model(self, model: str, actor: str) -> list[dict[str, Any]]:
-        return await self._load_or_unload(model, None, actor, load=False)
+    async def unload_model(self, model: str, actor: str, full: bool = True) -> list[dict[str, Any]]:
+        return await self._load_or_unload(model, None, actor, False, full)
 
-    async def repository_index(self) -> list[dict[str, Any]]:
-        """Every configured version with its state (the repository extension's index)."""
+    async def repository_index(self, full: bool = False) -> list[dict[str, Any]]:
+        """Every configured version with its state (the repository extension's index); the
+        reason of a failed one in full only for the admin."""
         out = []
         for e in self.repository.entries():
             item: dict[str, Any] = {"name": e.model, "version": e.version, "state": e.state.value}
-            if e.error:
-                item["reason"] = e.error
+            reason = e.reason(full)
+            if reason:
+                item["reason"] = reason
             out.append(item)
         return out
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from modelrouter.audit import records
 from modelrouter.config.rollouts import RolloutSpec
 from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelRouterError, NotFound
@@ -280,19 +281,18 @@ class RolloutController:
     async def _audit(self, action: str, phase_before: str, phase: str, reason: str) -> None:
         await self.store.append_audit(
             [
-                {
-                    "kind": "rollout",
-                    "actor": "config-file",
-                    "rollout": self.name,
-                    "model": self.spec.model,
-                    "rule": self.spec.rule,
-                    "version": self.spec.canary,
-                    "strategy": self.spec.strategy,
-                    "action": action,
-                    "phaseBefore": phase_before,
-                    "phase": phase,
-                    "reason": reason,
-                }
+                records.rollout_config(
+                    actor="config-file",
+                    rollout=self.name,
+                    model=self.spec.model,
+                    rule=self.spec.rule,
+                    canary=self.spec.canary,
+                    strategy=self.spec.strategy,
+                    action=action,
+                    phase_before=phase_before,
+                    phase=phase,
+                    reason=reason,
+                )
             ]
         )
 
@@ -326,9 +326,8 @@ class RolloutController:
         """The rollout left the config file: stop it where it is (its rule keeps the live
         weights, held by the rollout's result until a person changes it). Once per cluster;
         True when this call stopped it."""
-        fields = {"model": self.spec.model, "rule": self.spec.rule, "version": self.spec.canary}
         try:
-            stopped = await stop_rollout(self.store, self.name, fields)
+            stopped = await stop_rollout(self.store, self.name, self.spec)
         finally:
             await self.release()
         if stopped is not None:
@@ -363,12 +362,16 @@ class RolloutController:
 
 
 async def stop_rollout(
-    store: Store, name: str, fields: Mapping[str, Any], phases: frozenset[str] | None = None
+    store: Store,
+    name: str,
+    spec: RolloutSpec | None,
+    phases: frozenset[str] | None = None,
 ) -> RolloutState | None:
     """Stop rollout ``name`` where it is (phase ``Stopped``), if it is in one of ``phases``
     (default: any but Stopped). A compare-and-set on its stored state: of several gateways
-    doing this at once one stops it and writes the ``stop`` audit record (with ``fields``).
-    Returns the stopped state when this call stopped it."""
+    doing this at once one stops it and writes the ``stop`` audit record. ``spec`` is None
+    for a rollout the config file no longer describes. Returns the stopped state when this
+    call stopped it."""
     why = "removed from the config file"
     for _ in range(5):
         rec = await store.get_rollout(name)
@@ -382,17 +385,19 @@ async def stop_rollout(
             await store.put_rollout(name, {**stopped.to_json(), "command": None}, rec.version)
         except Conflict:
             continue
-        record = {
-            "kind": "rollout",
-            "actor": "config-file",
-            "rollout": name,
-            **fields,
-            "action": "stop",
-            "phaseBefore": before.phase,
-            "phase": "Stopped",
-            "weights": before.weights,
-            "reason": why,
-        }
+        record = records.rollout_config(
+            actor="config-file",
+            rollout=name,
+            model=spec.model if spec else None,
+            rule=spec.rule if spec else None,
+            canary=spec.canary if spec else None,
+            strategy=spec.strategy if spec else None,
+            action="stop",
+            phase_before=before.phase,
+            phase="Stopped",
+            reason=why,
+            weights=before.weights,
+        )
         await store.append_audit([record])
         return stopped
     raise Conflict(f"rollout {name} is changing too fast; retry")
@@ -429,26 +434,25 @@ class _Step:
         self.c._report(state)
         if not audit:
             return
-        record = {
-            "kind": "rollout",
-            "actor": actor or self.c.actor,
-            "rollout": self.c.name,
-            "model": self.spec.model,
-            "rule": self.spec.rule,
-            "version": self.spec.canary,
-            "strategy": self.spec.strategy,
-            "action": action,
-            "phaseBefore": before.phase,
-            "phase": state.phase,
-            "weights": state.weights,
-            "failedChecks": state.failedChecks,
-            "iterations": state.iterations,
-            "reason": reason,
-            "checks": [c.to_json() for c in checks],
-            "figures": dict(figures or {}),
-            "webhooks": [h.to_json() for h in hooks or []],
-            "result": state.result,
-        }
+        record = records.rollout_step(
+            actor=actor or self.c.actor,
+            rollout=self.c.name,
+            model=self.spec.model,
+            rule=self.spec.rule,
+            canary=self.spec.canary,
+            strategy=self.spec.strategy,
+            action=action,
+            phase_before=before.phase,
+            phase=state.phase,
+            weights=state.weights,
+            failed_checks=state.failedChecks,
+            iterations=state.iterations,
+            reason=reason,
+            checks=[c.to_json() for c in checks],
+            figures=figures,
+            webhooks=[h.to_json() for h in hooks or []],
+            result=state.result,
+        )
         await self.c.store.append_audit([record])
         await self.event(state.phase, f"{action}: {reason}")
 
@@ -618,17 +622,15 @@ class _Step:
                 reason, ok = f"MLflow alias {alias!r} not moved: {exc.message}", False
         await self.c.store.append_audit(
             [
-                {
-                    "kind": "rollout",
-                    "actor": self.c.actor,
-                    "rollout": self.c.name,
-                    "model": self.spec.model,
-                    "version": self.spec.canary,
-                    "action": "mlflow-alias",
-                    "ok": ok,
-                    "phase": self.state.phase,
-                    "reason": reason,
-                }
+                records.rollout_alias(
+                    actor=self.c.actor,
+                    rollout=self.c.name,
+                    model=self.spec.model,
+                    canary=self.spec.canary,
+                    phase=self.state.phase,
+                    ok=ok,
+                    reason=reason,
+                )
             ]
         )
 
@@ -719,7 +721,7 @@ class RolloutManager:
                 await c.adopt()
             for rec in await store.list_rollouts() if store is not None else []:
                 if store is not None and rec.name not in self.controllers:
-                    await stop_rollout(store, rec.name, {}, ACTIVE_PHASES)
+                    await stop_rollout(store, rec.name, None, ACTIVE_PHASES)
         except Exception:
             log.exception("rollouts: cannot adopt the config file's specs; trying again later")
             return
@@ -788,7 +790,9 @@ def build_manager(
     alias_setter: AliasSetter | None = None,
 ) -> RolloutManager:
     """A controller for every rollout of ``config``; they tick at a quarter of the shortest
-    interval (at most every second)."""
+    interval (at most every second). A lease lasts one interval (at most 15s, at least 1s),
+    renewed at every tick: when its gateway dies, another one takes it over within about
+    1.25 intervals."""
     prometheus = config.server.prometheus.url if config.server.prometheus else None
     owner = default_owner()
 
@@ -803,6 +807,7 @@ def build_manager(
             prometheus_url=prometheus,
             metrics=metrics,
             alias_setter=alias_setter,
+            lock_ttl=max(1.0, min(15.0, spec.analysis.interval)),
         )
 
     controllers = {name: make(name, spec) for name, spec in config.rollouts.items()}

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelrouter.audit import records as audit_records
 from modelrouter.config.loader import config_error
 from modelrouter.config.schema import Config, ModelSpec
 from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelNotFound
@@ -187,17 +188,15 @@ class RoutingState:
                 return
             await self.store.append_audit(
                 [
-                    {
-                        "kind": "admin",
-                        "actor": FILE,
-                        "action": "config-import",
-                        "model": model,
-                        "fileRules": digest,
-                        "leftAlone": [x.to_json() for x in left],
-                        "reason": "the config file's version of "
+                    audit_records.config_import(
+                        actor=FILE,
+                        model=model,
+                        file_rules=digest,
+                        left_alone=[x.to_json() for x in left],
+                        reason="the config file's version of "
                         + ", ".join(f"{x.rule} (held by {x.owner}: {x.why})" for x in left)
                         + " was not applied",
-                    }
+                    )
                 ]
             )
         finally:

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
     FEEDBACK_ONCE_INDEX,
@@ -39,6 +39,7 @@ from modelrouter.store.base import (
     RolloutRecord,
     RoutingRecord,
     Store,
+    StoredRecord,
     Watch,
     audit_select,
     change_record,
@@ -48,7 +49,6 @@ from modelrouter.store.base import (
     check_rollout_expected,
     duplicate_feedback,
     feedback_once_sql,
-    index_columns,
     metric_row,
     metric_values,
     normalize_document,
@@ -459,6 +459,28 @@ class PostgresStore(Store):
         async def read(conn: Conn) -> list[dict[str, Any]]:
             cur = await conn.execute(query, params)
             return [unseal(*row) for row in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        query = (
+            "SELECT seq, time, kind, model, version, rule, request_id, record, prev_hash, hash"
+            f" FROM {self._t_audit} WHERE seq > %s ORDER BY seq LIMIT %s"
+        )
+
+        async def read(conn: Conn) -> list[StoredRecord]:
+            cur = await conn.execute(query, (after_seq, limit))
+            return [StoredRecord(unseal(*row[7:]), tuple(row[:7])) for row in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+        query = f"SELECT seq, hash FROM {self._t_audit} WHERE seq = ANY(%s)"
+
+        async def read(conn: Conn) -> dict[int, str]:
+            cur = await conn.execute(query, (wanted,))
+            return {int(seq): digest for seq, digest in await cur.fetchall()}
 
         return await self._op(read)
 

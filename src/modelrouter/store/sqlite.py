@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
     METRIC_COLUMNS,
@@ -35,6 +35,7 @@ from modelrouter.store.base import (
     RolloutRecord,
     RoutingRecord,
     Store,
+    StoredRecord,
     Watch,
     audit_select,
     change_record,
@@ -44,7 +45,6 @@ from modelrouter.store.base import (
     check_rollout_expected,
     duplicate_feedback,
     feedback_once_sql,
-    index_columns,
     metric_row,
     metric_values,
     normalize_document,
@@ -123,6 +123,12 @@ _INSERT_AUDIT = (
     "INSERT INTO mr_audit"
     " (seq, time, kind, model, version, rule, request_id, record, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+_SCAN_AUDIT = (
+    "SELECT seq, time, kind, model, version, rule, request_id, record, prev_hash, hash"
+    " FROM mr_audit WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 
 
@@ -383,6 +389,27 @@ class SQLiteStore(Store):
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [unseal(*row) for row in conn.execute(query, params)]
+
+        return await self._run(self._read, read)
+
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        def read(conn: sqlite3.Connection) -> list[StoredRecord]:
+            rows = conn.execute(_SCAN_AUDIT, (after_seq, limit))
+            return [StoredRecord(unseal(*row[7:]), tuple(row[:7])) for row in rows]
+
+        return await self._run(self._read, read)
+
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+
+        def read(conn: sqlite3.Connection) -> dict[int, str]:
+            out: dict[int, str] = {}
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT seq, hash FROM mr_audit WHERE seq IN ({marks})"
+                out.update(conn.execute(query, chunk).fetchall())
+            return out
 
         return await self._run(self._read, read)
 

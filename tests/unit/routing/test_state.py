@@ -166,16 +166,10 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "invalid regex",
     ),
     (
-        "mirror pointing at a routed version",
-        doc(
-            {
-                "name": "r",
-                "route": [{"destination": "v1", "weight": 50}, {"destination": "v2", "weight": 50}],
-                "mirror": {"destination": "v2"},
-            }
-        ),
+        "mirror pointing at the only routed version",
+        doc({"name": "r", "route": [{"destination": "v2"}], "mirror": {"destination": "v2"}}),
         "http.0.mirror.destination",
-        "mirrors itself",
+        "is the rule's only destination",
     ),
     (
         "unknown field in a rule",
@@ -316,7 +310,7 @@ def test_update_bumps_versions_and_serves_at_once() -> None:
         assert state.document("ltv")["version"] == 1
 
         changes = await store.query_audit(kind="change", model="churn", order="asc", limit=None)
-        assert [(c["actor"], c["table_version"], c["reason"]) for c in changes] == [
+        assert [(c["actor"], c["routing_version"], c["reason"]) for c in changes] == [
             ("config-file", 1, "rules from the config file"),
             ("alice", 2, "all on v2"),
             ("bob", 3, "all on v3"),
