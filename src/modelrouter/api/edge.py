@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +51,39 @@ class HeaderLimits:
     max_total: int = 32 * 1024
 
 
-def new_request_id() -> bytes:
-    """128 random bits as hex, like uuid4, at a fifth of the cost."""
-    return os.urandom(16).hex().encode()
+class _RequestIds:
+    """128 random bits as hex per id, like uuid4, from ``os.urandom`` drawn 256 ids at a time.
+
+    One ``getrandom`` system call per id showed as 3% of a loaded gateway's CPU (a system call
+    is where a busy machine preempts the process); the bits are the same, fetched in bulk. A
+    forked child (``--workers``) drops the pool it inherited, so no two processes share ids.
+    """
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._next = 0
+
+    def __call__(self) -> bytes:
+        with self._lock:
+            i = self._next
+            if i >= len(self._pool):
+                self._pool = os.urandom(16 * self.BATCH).hex().encode()
+                i = 0
+            self._next = i + 32
+            return self._pool[i : i + 32]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._pool = b""
+            self._next = 0
+
+
+new_request_id = _RequestIds()
+"""A new request id: 32 lower-case hex characters (128 random bits)."""
+os.register_at_fork(after_in_child=new_request_id.reset)
 
 
 def check_head(scope: Scope, limits: HeaderLimits) -> bytes | None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from typing import Any
 
 import orjson
 import pytest
 
-from modelrouter.api.edge import EdgeMiddleware, HeaderLimits, bounded_http_protocol, check_head
+from modelrouter.api.edge import (
+    EdgeMiddleware,
+    HeaderLimits,
+    bounded_http_protocol,
+    check_head,
+    new_request_id,
+)
 from modelrouter.errors import HeadersTooLarge, InvalidInput, UriTooLong
 
 LIMITS = HeaderLimits(max_count=10, max_one=100, max_total=300)
@@ -144,3 +152,25 @@ def test_bounded_protocol_closes_a_head_that_grows_past_the_limit() -> None:
     proto2._in_head = False
     proto2.data_received(b"b" * 5000)
     assert not proto2.transport.closed
+
+
+def test_new_request_ids_are_distinct_hex_across_pool_refills() -> None:
+    ids = [new_request_id() for _ in range(3 * new_request_id.BATCH + 5)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and re.fullmatch(rb"[0-9a-f]{32}", i) for i in ids)
+
+
+def test_a_forked_child_does_not_reuse_the_parents_pooled_ids() -> None:
+    new_request_id()  # the pool is filled: a child that kept it would repeat the next ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_request_id())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = new_request_id()
+    assert len(child) == 32
+    assert child != parent
