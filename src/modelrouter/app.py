@@ -250,7 +250,11 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
     admin = AdminApi(services.dataplane, services.routing, services.store, token)
     repository_api = RepositoryApi(services.repository, services.store, token)
-    events = EventHub(live_view(services))
+    events = EventHub(
+        live_view(services),
+        # the gateway runner's drain flag, where there is one: streams end when it is set
+        draining=lambda: bool(getattr(services.dataplane, "draining", False)),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -131,6 +131,9 @@ def serve(config: Path, host: str | None, port: int | None, log_level: str) -> N
         loop="auto",
         http="auto",
         lifespan="on",
+        # open connections (a dashboard's event stream never ends by itself) get this long
+        # after a signal, then they are closed
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from modelrouter.api.events import EventHub, encode
 from modelrouter.api.live_view import LiveView, roles
-from modelrouter.errors import Overloaded
+from modelrouter.errors import ModelNotReady, Overloaded
 
 
 class FakeView:
@@ -153,6 +153,20 @@ async def test_without_subscribers_only_traffic_is_sampled() -> None:
     await h.tick()
     assert view.reads == reads  # no store reads for nobody
     assert len(h.history) == 2
+    await h.close()
+
+
+@sync
+async def test_a_draining_gateway_ends_its_streams_and_takes_no_new_one() -> None:
+    draining = False
+    h = EventHub(FakeView(), interval=3600, draining=lambda: draining)  # type: ignore[arg-type]
+    sub = await h.subscribe()
+    drain(sub)
+    draining = True
+    await h.tick()
+    assert await asyncio.wait_for(sub.next(), 1) is None
+    with pytest.raises(ModelNotReady, match="shutting down"):
+        await h.subscribe()
     await h.close()
 
 
