@@ -14,6 +14,7 @@ serve traffic: export MODELROUTER_ADMIN_TOKEN ?= dev-token
 
 serve: $(STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
+	@echo "dashboard: http://127.0.0.1:8080/ui"
 	$(BIN)/modelrouter serve $(CONFIG)
 
 test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
