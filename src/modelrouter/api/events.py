@@ -141,15 +141,7 @@ class EventHub:
 
     async def _refresh(self) -> list[str]:
         """Read every watched value; return the names of those that changed."""
-        values: dict[str, Any] = {
-            "models": self.view.models(),
-            "routing": {
-                "revision": self.view.revision(),
-                "documents": self.view.routing_documents(),
-            },
-            "rollouts": await self.view.rollout_statuses(),
-            "figures": await self.view.figures(),
-        }
+        values = await self.view.snapshot()
         changed = []
         for name, value in values.items():
             data = orjson.dumps(value)

@@ -493,8 +493,8 @@ function renderFigures() {
           h("th", { scope: "row" }, h("span", { class: "dot", style: `background:${colorOf(m.name, v.name)}` }), v.name),
           h("td", { class: "num requests" }, f.requests ?? 0),
           h("td", { class: `num ${f.errorRate > 0.01 ? "bad" : ""}` }, pct(f.errorRate, 2)),
-          h("td", { class: "num" }, fmt(f.p50, 2, " ms")),
-          h("td", { class: "num" }, fmt(f.p99, 2, " ms")),
+          h("td", { class: "num" }, fmt(f.latencyP50Ms, 2, " ms")),
+          h("td", { class: "num" }, fmt(f.latencyP99Ms, 2, " ms")),
           h("td", { class: "num" }, f.feedback ? `${pct(f.accuracy)} (${f.feedback})` : "–"),
           h("td", { class: "num" }, f.shadowCompared ? `${pct(f.shadowAgreement)} (${f.shadowCompared})` : "–"));
       }))));
