@@ -4,6 +4,10 @@ streams, and a closed stream giving its slot back."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +18,7 @@ import pytest
 
 from modelrouter.api.events import MAX_SUBSCRIBERS
 from modelrouter.app import create_app
-from support import EXAMPLE_MODELS, loaded_from_yaml, running_server
+from support import EXAMPLE_MODELS, free_port, loaded_from_yaml, running_server
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +99,40 @@ def test_open_streams_are_bounded_and_a_closed_one_frees_its_slot(url: str) -> N
                     break
             assert time.monotonic() < deadline, "the closed stream kept its slot"
             time.sleep(0.2)
+
+
+def test_an_open_stream_never_holds_up_a_shutdown(tmp_path: Path) -> None:
+    """SIGTERM drains: the stream ends at once (not after the in-flight timeout of 20 s) and
+    the gateway exits 0."""
+    path = tmp_path / "modelrouter.yaml"
+    path.write_text(
+        config().replace("watchConfig: false", "watchConfig: false, shutdown: {drain: 0.5}")
+    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "modelrouter.cli", "serve", str(path), "--port", str(port)]
+    env = {**os.environ, "MODELROUTER_ADMIN_TOKEN": TOKEN}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "the gateway exited"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/v2/health/live", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.1)
+        with httpx.stream("GET", f"{base}/api/v1/events", headers=AUTH, timeout=30) as r:
+            lines = r.iter_lines()
+            assert first_event(lines)[0] == "hello"
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            for _ in lines:  # until the server ends the stream
+                pass
+            ended = time.monotonic() - started
+        assert ended < 5, f"the stream outlived the drain by {ended:.1f}s"
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
