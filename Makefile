@@ -18,6 +18,7 @@ serve traffic: export MODELROUTER_ADMIN_TOKEN ?= dev-token
 
 serve: $(SERVE_STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
+	@echo "dashboard: http://127.0.0.1:$(PORT)/ui"
 	$(BIN)/modelrouter serve $(CONFIG) --port $(PORT)
 
 test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
