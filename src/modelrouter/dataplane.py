@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from modelrouter._version import __version__
-from modelrouter.config.schema import Config
+from modelrouter.audit import records
+from modelrouter.config.schema import BatcherSpec, Config
 from modelrouter.errors import (
     FaultInjected,
     InvalidInput,
@@ -24,11 +25,17 @@ from modelrouter.errors import (
     UpstreamTimeout,
 )
 from modelrouter.outlier import OutlierDetector
-from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
+from modelrouter.protocol.types import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    Tensor,
+    TensorSpec,
+)
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
-from modelrouter.routing.table import RoutingTable, compile_table
+from modelrouter.routing.table import RoutingTable, compile_table, routed_versions
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
-from modelrouter.runtime.batcher import Batcher
+from modelrouter.runtime.batcher import Batcher, batched
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import ProcessShadows
@@ -97,9 +104,28 @@ class DataPlane:
         self.durable = config.server.audit.durable
         self.telemetry = telemetry
         self.shadow_processes: ProcessShadows | None = None
+        self.draining = False
+        """Set on SIGTERM by the :class:`~modelrouter.server.Gateway`: readiness answers 503
+        while requests are still served, so load balancers stop sending new ones."""
         self.outliers = OutlierDetector(config)
         self._defaults = {name: m.default_version for name, m in config.models.items()}
-        self._batching = {name: m.batcher for name, m in config.models.items() if m.batcher}
+        self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
+        self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
+        # ``outputNames`` of each version: runtime name -> client name, and back
+        self._renames: dict[tuple[str, str], dict[str, str]] = {
+            (name, v): dict(vs.outputNames)
+            for name, m in config.models.items()
+            for v, vs in m.versions.items()
+            if vs.outputNames
+        }
+        self._unrenames = {
+            key: {client: source for source, client in names.items()}
+            for key, names in self._renames.items()
+        }
+
+    def allows_non_finite(self, model: str) -> bool:
+        """Whether ``model`` takes NaN and infinite inputs (its ``allowNonFinite``)."""
+        return model in self._non_finite
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -107,7 +133,20 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self.repository.all_ready()
+        """Ready to take traffic: not draining, and every version the live routing table can
+        serve a request with (:func:`~modelrouter.routing.table.routed_versions`) is ready. A
+        failed mirror-only or unrouted version shows in its model's readiness and the
+        repository index, not here: it answers no request."""
+        if self.draining:
+            return False
+        models = self.repository.models
+        for model, routes in self.routing.table.models.items():
+            entries = models.get(model, {})
+            for version in routed_versions(routes):
+                entry = entries.get(version)
+                if entry is None or not entry.ready:
+                    return False
+        return True
 
     def server_metadata(self) -> dict[str, Any]:
         return {
@@ -128,35 +167,28 @@ class DataPlane:
         v = self.resolve_version(model, version)
         return self.repository.entry(model, v).ready, v
 
-    def not_ready_reason(self, model: str, version: str) -> str:
-        """Why a version is not ready: its load error, or the state it is in."""
+    def not_ready_reason(self, model: str, version: str, full: bool = False) -> str:
+        """Why a version is not ready: its load error (in full for the admin, ``full``), or
+        the state it is in."""
         e = self.repository.entry(model, version)
-        return e.error or f"model '{model}' version '{version}' is {e.state.value}"
+        return e.reason(full) or f"model '{model}' version '{version}' is {e.state.value}"
 
     def model_metadata(self, model: str, version: str | None = None) -> tuple[dict[str, Any], str]:
         v = self.resolve_version(model, version)
         runtime = self.repository.runtime(model, v)
         sig = runtime.signature()
+        names = self._renames.get((model, v), {})
+        outputs = [TensorSpec(names.get(s.name, s.name), s.datatype, s.shape) for s in sig.outputs]
         doc: dict[str, Any] = {
             "name": model,
             "versions": list(self.repository.versions(model)),
             "platform": sig.platform or runtime.format,
             "inputs": [s.to_json() for s in sig.inputs],
-            "outputs": [s.to_json() for s in sig.outputs],
+            "outputs": [s.to_json() for s in outputs],
         }
         if sig.extra:
             doc["parameters"] = dict(sig.extra)
         return doc, v
-
-    def model_index(self) -> list[dict[str, Any]]:
-        out = []
-        for name, versions in self.repository.models.items():
-            for v, e in versions.items():
-                item: dict[str, Any] = {"name": name, "version": v, "state": e.state.value}
-                if e.error:
-                    item["reason"] = e.error
-                out.append(item)
-        return out
 
     # ------------------------------------------------------------------ inference
 
@@ -226,9 +258,23 @@ class DataPlane:
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
         )
+        names = self._renames.get((model, served))
+        if names is not None:
+            outputs = [replace(t, name=names[t.name]) if t.name in names else t for t in outputs]
         return InferOutcome(
             InferenceResponse(model, served, outputs, request.id), served, decision, fallbacks
         )
+
+    def _runtime_names(
+        self, model: str, version: str, request: InferenceRequest
+    ) -> InferenceRequest:
+        """``request`` with the outputs it asks for under the names ``version``'s runtime knows
+        (the client may ask for the ``outputNames`` the config gives them)."""
+        back = self._unrenames.get((model, version))
+        if back is None or request.outputs is None:
+            return request
+        outputs = [RequestedOutput(back.get(o.name, o.name), o.parameters) for o in request.outputs]
+        return replace(request, outputs=outputs)
 
     async def _run(
         self,
@@ -253,12 +299,13 @@ class DataPlane:
                     f"model '{model}' version '{version}' is ejected by outlier detection "
                     f"for another {left:.1f}s"
                 )
+            asked = self._runtime_names(model, version, request)
             for _ in range(decision.attempts if left is None else 0):
                 if trying is not None:
                     trying.append(version)
                 try:
                     async with self.repository.use(model, version) as runtime:
-                        call = self._infer_on(model, runtime, request)
+                        call = self._infer_on(model, runtime, asked)
                         if per_try is None:
                             outputs = await call
                         else:
@@ -325,32 +372,28 @@ class DataPlane:
             )
         if self.audit is None:
             return
-        record: dict[str, Any] = {
-            "kind": "decision",
-            "time": time.time(),
-            "request_id": request_id,
-            "model": decision.model,
-            "version": decision.version,
-            "served_by": served,
-            "pinned": pinned,
-            "rule": decision.rule_name,
-            "matched": list(decision.matched),
-            # a sticky key's bucket; a key-less draw is not a bucket the user keeps
-            "bucket": decision.bucket if decision.sticky else None,
-            "sticky": decision.sticky,
-            "weights": dict(decision.weights),
-            "shadows": list(decision.mirrors),
-            "fallbacks": fallbacks,
-            "table_version": decision.table_version,
-            "status": status,
-            "latency_ms": round(latency * 1000, 3),
-        }
-        if prediction is not None:
-            record["prediction"] = prediction
-        if error is not None:
-            record["error"] = (
-                error.message if isinstance(error, ModelRouterError) else type(error).__name__
-            )
+        record = records.decision(
+            time=time.time(),
+            request_id=request_id,
+            model=decision.model,
+            version=decision.version,
+            served_by=served,
+            pinned=pinned,
+            rule=decision.rule_name,
+            matched=decision.matched,
+            bucket=decision.bucket,
+            sticky=decision.sticky,
+            weights=decision.weights,
+            shadows=decision.mirrors,
+            fallbacks=fallbacks,
+            store_revision=decision.table_version,
+            status=status,
+            latency_ms=round(latency * 1000, 3),
+            prediction=prediction,
+            error=None
+            if error is None
+            else (error.message if isinstance(error, ModelRouterError) else type(error).__name__),
+        )
         if self.durable:
             await self.audit.submit_durable(record)
         else:
@@ -359,12 +402,15 @@ class DataPlane:
     def _infer_on(
         self, model: str, runtime: ModelRuntime, request: InferenceRequest
     ) -> Coroutine[Any, Any, list[Tensor]]:
-        """``runtime.infer``, through the model's batcher when it has one (in-process only)."""
-        spec = self._batching.get(model)
-        if spec is None or not isinstance(runtime, LocalRuntime):
+        """``runtime.infer``, through its batcher when the version is batched (in-process
+        only): by default the row-independent runtimes, else as ``batcher.enabled`` says."""
+        if not isinstance(runtime, LocalRuntime):
             return runtime.infer(request)
         batcher = runtime.batcher
         if batcher is None:
+            spec = self._batching.get(model)
+            if spec is None or not batched(spec, runtime):
+                return runtime.infer(request)
             batcher = runtime.batcher = Batcher(runtime, spec)
         return batcher.infer(request)
 
@@ -376,6 +422,7 @@ class DataPlane:
         An in-process model predicts in the shadow worker process (``server.shadow.executor:
         process``) or a worker thread, whatever its ``executor``: a shadow must never hold the
         event loop that serves the primaries."""
+        request = self._runtime_names(model, version, request)
         async with self.repository.use(model, version) as runtime:
             if isinstance(runtime, LocalRuntime):
                 if self.shadow_processes is not None and self.shadow_processes.accepts(runtime):

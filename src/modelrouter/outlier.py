@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from modelrouter.audit import records
 from modelrouter.config.schema import Config, OutlierDetection
 
 
@@ -40,18 +41,16 @@ class EjectionEvent:
 
     def audit_record(self) -> dict[str, Any]:
         """The audit record of this event (kind ``ejection``)."""
-        return {
-            "kind": "ejection",
-            "time": time.time(),
-            "actor": "outlier-detection",
-            "action": self.action,
-            "model": self.model,
-            "version": self.version,
-            "consecutive_errors": self.consecutive_errors,
-            "ejections": self.ejections,
-            "seconds": round(self.seconds, 3),
-            "reason": self.reason,
-        }
+        return records.ejection(
+            action=self.action,
+            model=self.model,
+            version=self.version,
+            consecutive_errors=self.consecutive_errors,
+            ejections=self.ejections,
+            seconds=self.seconds,
+            reason=self.reason,
+            time=time.time(),
+        )
 
 
 @dataclass(slots=True)

@@ -26,16 +26,15 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from modelrouter.api.auth import authorization_matches
-from modelrouter.api.repository import change_versions, refuse_file_parameters
 from modelrouter.api.rest import parse_cookies
 from modelrouter.config.schema import GrpcServer
+from modelrouter.control import ControlPlane
+from modelrouter.control.service import check_load_parameters
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, InvalidInput, ModelRouterError, NotFound, Unauthorized
 from modelrouter.protocol import grpc_codec
 from modelrouter.protocol.pb import RPCS, SERVICE, messages
 from modelrouter.routing.decide import RequestContext
-from modelrouter.runtime.repository import ModelRepository
-from modelrouter.store.base import Store
 
 if TYPE_CHECKING:
     from modelrouter.app import Services
@@ -51,21 +50,19 @@ Rpc = Callable[[Any, Context], Awaitable[Any]]
 
 
 class RepositoryCalls:
-    """The control-plane calls behind the repository RPCs: the REST repository API's code
-    path (:func:`modelrouter.api.repository.change_versions`), nothing of their own."""
+    """The control-plane calls behind the repository RPCs: the very calls of the REST
+    repository API (:class:`~modelrouter.control.ControlPlane`), nothing of their own."""
 
-    def __init__(self, dataplane: DataPlane, repository: ModelRepository, store: Store) -> None:
-        self.dataplane = dataplane
-        self.repository = repository
-        self.store = store
+    def __init__(self, control: ControlPlane) -> None:
+        self.control = control
 
-    def index(self) -> list[dict[str, Any]]:
-        return self.dataplane.model_index()
+    async def index(self, full: bool) -> list[dict[str, Any]]:
+        return await self.control.repository_index(full=full)
 
-    async def change(self, model: str, load: bool, actor: str) -> None:
+    async def change(self, model: str, load: bool, actor: str, full: bool) -> None:
         """Load or unload every version of ``model`` (Triton's calls name no version)."""
-        targets = list(self.repository.versions(model).values())
-        await change_versions(self.repository, self.store, targets, load, actor)
+        act = self.control.load_model if load else self.control.unload_model
+        await act(model, actor, full=full)
 
 
 def _metadata(context: Context) -> dict[str, str]:
@@ -147,9 +144,14 @@ class InferenceServicer:
             )
         return headers.get("x-actor") or REPOSITORY_ACTOR
 
+    def _full(self, context: Context) -> bool:
+        """Whether load errors show in full: only to a caller with the admin token."""
+        auth = _metadata(context).get("authorization", "")
+        return self.token is not None and authorization_matches(auth, self.token)
+
     async def RepositoryIndex(self, request: Any, context: Context) -> Any:
         msg = self.m.RepositoryIndexResponse()
-        for item in self.repository.index():
+        for item in await self.repository.index(self._full(context)):
             if request.ready and item["state"] != "READY":
                 continue
             msg.models.add(
@@ -171,8 +173,8 @@ class InferenceServicer:
     async def _change(self, request: Any, context: Context, load: bool) -> None:
         actor = self._authorize(context)
         model = _model_name(request.model_name)
-        refuse_file_parameters(request.parameters.keys())
-        await self.repository.change(model, load, actor)
+        check_load_parameters(dict.fromkeys(request.parameters.keys()))
+        await self.repository.change(model, load, actor, self._full(context))
 
 
 def _model_name(name: str) -> str:
@@ -232,7 +234,7 @@ async def start_grpc(services: Services, settings: GrpcServer) -> GrpcHandle:
     """Start the gRPC server for ``services`` (in the running event loop)."""
     config = services.loaded.config
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
-    calls = RepositoryCalls(services.dataplane, services.repository, services.store)
+    calls = RepositoryCalls(services.control)
     servicer = InferenceServicer(services.dataplane, calls, token)
     size = settings.maxMessageSize
     server = grpc.aio.server(

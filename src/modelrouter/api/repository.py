@@ -1,22 +1,19 @@
-"""The Open Inference Protocol repository extension: load and unload (as Triton's).
+"""The Open Inference Protocol repository extension: index, load and unload (as Triton's).
 
+``GET|POST /v2/repository/index`` lists every configured version with its state;
 ``POST /v2/repository/models/{name}/load`` and ``.../unload`` act on every version of a model,
 ``POST /v2/repository/models/{name}/versions/{version}/load`` (and ``unload``) on one.
-``GET /v2/repository/index`` lives with the data plane (:mod:`modelrouter.api.rest`).
 
 Only configured versions can be loaded: a body that asks to load a model from a given config or
 file (Triton's ``parameters.config`` / ``file:...``) is refused, so no API loads an arbitrary
 URI. When an admin token is configured these routes need it (``Authorization: Bearer``), as
 the admin API does; without one they are open, as Triton's are, so that Triton's clients work
-against a development gateway. Every call is an audit record.
-
-An unloaded version stays unloaded (requests get 503 saying why) until it is loaded again
-here, even when loading is lazy.
+against a development gateway. The work (and its one outcome: a failed load is a 503 naming
+the reason, as on ``/api/v1``) is :class:`~modelrouter.control.ControlPlane`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -24,67 +21,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelrouter.api.auth import check_token
+from modelrouter.api.auth import bearer_matches, check_token
 from modelrouter.api.rest import json_response, read_body
-from modelrouter.errors import InvalidInput, ModelNotReady
-from modelrouter.runtime.repository import ModelRepository, VersionEntry
-from modelrouter.store.base import Store
+from modelrouter.control import ControlPlane
+from modelrouter.control.service import check_load_parameters
+from modelrouter.errors import InvalidInput
 
 MAX_BODY = 64 * 1024
 
 
-def refuse_file_parameters(names: Iterable[Any]) -> None:
-    """Triton's ``config`` and ``file:...`` load parameters would load what the config file
-    does not name: refused, on every transport."""
-    refused = [str(k) for k in names if k == "config" or str(k).startswith("file:")]
-    if refused:
-        raise InvalidInput(
-            f"parameters {', '.join(refused)} are not accepted: only versions named in the "
-            "config file can be loaded"
-        )
-
-
-async def change_versions(
-    repository: ModelRepository,
-    store: Store,
-    targets: Sequence[VersionEntry],
-    load: bool,
-    actor: str,
-) -> None:
-    """Load or unload ``targets``, one audit record each; a failed load is a 503 naming it.
-
-    The one code path under the REST and gRPC repository calls."""
-    records = []
-    for e in targets:
-        before = e.state.value
-        if load:
-            await repository.load(e.model, e.version)
-        else:
-            await repository.unload(e.model, e.version)
-        records.append(
-            {
-                "kind": "admin",
-                "actor": actor,
-                "action": "load" if load else "unload",
-                "model": e.model,
-                "version": e.version,
-                "before": before,
-                "after": e.state.value,
-                "reason": e.error or "",
-            }
-        )
-    await store.append_audit(records)
-    failed = [e for e in targets if e.error]
-    if load and failed:
-        raise ModelNotReady(
-            "; ".join(f"version '{e.version}' failed to load: {e.error}" for e in failed)
-        )
-
-
 class RepositoryApi:
-    def __init__(self, repository: ModelRepository, store: Store, token: str | None) -> None:
-        self.repository = repository
-        self.store = store
+    def __init__(self, control: ControlPlane, token: str | None) -> None:
+        self.control = control
         self.token = token
 
     def _authorize(self, request: Request) -> str:
@@ -101,16 +49,16 @@ class RepositoryApi:
             raise InvalidInput(f"malformed JSON body: {exc}") from None
         if not isinstance(doc, dict):
             raise InvalidInput("the body must be a JSON object")
-        params: Any = doc.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise InvalidInput("parameters must be an object")
-        refuse_file_parameters(params)
+        params: Any = doc.get("parameters")
+        check_load_parameters(params)
 
-    def _targets(self, request: Request) -> list[VersionEntry]:
-        p = request.path_params
-        if "version" in p:
-            return [self.repository.entry(p["name"], p["version"])]
-        return list(self.repository.versions(p["name"]).values())
+    def _full(self, request: Request) -> bool:
+        """Whether load errors show in full: only to a caller with the admin token (without
+        a token configured the API is open to anyone, who gets the short reason)."""
+        return self.token is not None and bearer_matches(request, self.token)
+
+    async def index(self, request: Request) -> Response:
+        return json_response(await self.control.repository_index(full=self._full(request)))
 
     async def load(self, request: Request) -> Response:
         return await self._act(request, load=True)
@@ -120,15 +68,22 @@ class RepositoryApi:
 
     async def _act(self, request: Request, load: bool) -> Response:
         actor = self._authorize(request)
-        targets = self._targets(request)
+        p = request.path_params
+        self.control.repository.versions(p["name"])  # 404 for an unknown model before the body
         await self._check_body(request)
-        await change_versions(self.repository, self.store, targets, load, actor)
+        c, full = self.control, self._full(request)
+        if "version" in p:
+            act = c.load_version if load else c.unload_version
+            versions = [await act(p["name"], p["version"], actor, full=full)]
+        else:
+            act_all = c.load_model if load else c.unload_model
+            versions = await act_all(p["name"], actor, full=full)
         return json_response(
             {
-                "name": request.path_params["name"],
+                "name": p["name"],
                 "versions": [
-                    {"version": e.version, "state": e.state.value, "reason": e.error}
-                    for e in targets
+                    {"version": v["version"], "state": v["state"], "reason": v["reason"]}
+                    for v in versions
                 ],
             }
         )
@@ -136,6 +91,7 @@ class RepositoryApi:
     def routes(self) -> list[Route]:
         base = "/v2/repository/models/{name}"
         return [
+            Route("/v2/repository/index", self.index, methods=["GET", "POST"]),
             Route(f"{base}/load", self.load, methods=["POST"]),
             Route(f"{base}/unload", self.unload, methods=["POST"]),
             Route(f"{base}/versions/{{version}}/load", self.load, methods=["POST"]),

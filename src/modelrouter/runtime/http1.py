@@ -174,7 +174,10 @@ class Http1Pool:
     ) -> bytes:
         parts = [f"{method} {path} HTTP/1.1\r\n".encode("latin-1"), self._host_header]
         if headers:
-            parts.append("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1"))
+            text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            if text.count("\n") != len(headers) or "\r" in text.replace("\r\n", ""):
+                raise ValueError("a header name or value holds a line break")
+            parts.append(text.encode("latin-1"))  # UnicodeEncodeError is a ValueError too
         if body is not None:
             parts.append(b"content-length: %d\r\n\r\n" % len(body))
             parts.append(body)

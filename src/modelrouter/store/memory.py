@@ -24,6 +24,7 @@ from modelrouter.store.base import (
     check_prune,
     check_query,
     check_rollout_expected,
+    duplicate_feedback,
     normalize_document,
     normalize_rollout_state,
     prepare_records,
@@ -43,6 +44,8 @@ class MemoryStore(Store):
         self._routing: dict[str, RoutingRecord] = {}
         self._revision = 0
         self._audit: list[dict[str, Any]] = []
+        self._feedback: set[Any] = set()
+        """Request ids with a feedback record: at most one each (as the SQL stores' index)."""
         self._head = GENESIS
         self._anchor = GENESIS
         self._metric_rows: list[MetricRow] = []
@@ -87,6 +90,11 @@ class MemoryStore(Store):
     # -- audit ---------------------------------------------------------------------------
 
     def _append_locked(self, prepared: list[dict[str, Any]]) -> list[int]:
+        fresh = [d["request_id"] for d in prepared if d.get("kind") == "feedback"]
+        fresh = [rid for rid in fresh if rid is not None]
+        taken = self._feedback.intersection(fresh)
+        if taken or len(set(fresh)) < len(fresh):
+            raise duplicate_feedback(sorted(taken or fresh)[0])
         seqs = []
         head = self._head
         for data in prepared:
@@ -95,6 +103,7 @@ class MemoryStore(Store):
             head = ChainPoint(sealed["seq"], sealed["hash"])
             seqs.append(head.seq)
         self._head = head
+        self._feedback.update(fresh)
         return seqs
 
     async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -26,9 +26,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
+    FEEDBACK_ONCE_INDEX,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
     AuditBounds,
@@ -38,6 +39,7 @@ from modelrouter.store.base import (
     RolloutRecord,
     RoutingRecord,
     Store,
+    StoredRecord,
     Watch,
     audit_select,
     change_record,
@@ -45,7 +47,8 @@ from modelrouter.store.base import (
     check_metric_rows,
     check_prune,
     check_rollout_expected,
-    index_columns,
+    duplicate_feedback,
+    feedback_once_sql,
     metric_row,
     metric_values,
     normalize_document,
@@ -160,6 +163,12 @@ class PostgresStore(Store):
                     await conn.execute(f'CREATE SCHEMA "{self.schema}"')
                 for statement in self._schema_statements():
                     await conn.execute(statement)
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(feedback_once_sql(self._t_audit))
+                except psycopg.errors.UniqueViolation as exc:
+                    # a store from before the constraint holding duplicates: keep serving
+                    log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
                 cur = await conn.execute(f"SELECT schema_version FROM {self._t_state} WHERE id = 1")
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -249,6 +258,10 @@ class PostgresStore(Store):
                     return await fn(conn)
                 except ModelRouterError:
                     raise
+                except psycopg.errors.UniqueViolation as exc:
+                    if FEEDBACK_ONCE_INDEX in str(exc):
+                        raise duplicate_feedback(exc.diag.message_primary) from exc
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
                 except psycopg.Error as exc:
                     dead = conn.broken or conn.closed
                     if dead:
@@ -446,6 +459,28 @@ class PostgresStore(Store):
         async def read(conn: Conn) -> list[dict[str, Any]]:
             cur = await conn.execute(query, params)
             return [unseal(*row) for row in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        query = (
+            "SELECT seq, time, kind, model, version, rule, request_id, record, prev_hash, hash"
+            f" FROM {self._t_audit} WHERE seq > %s ORDER BY seq LIMIT %s"
+        )
+
+        async def read(conn: Conn) -> list[StoredRecord]:
+            cur = await conn.execute(query, (after_seq, limit))
+            return [StoredRecord(unseal(*row[7:]), tuple(row[:7])) for row in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+        query = f"SELECT seq, hash FROM {self._t_audit} WHERE seq = ANY(%s)"
+
+        async def read(conn: Conn) -> dict[int, str]:
+            cur = await conn.execute(query, (wanted,))
+            return {int(seq): digest for seq, digest in await cur.fetchall()}
 
         return await self._op(read)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
     METRIC_COLUMNS,
@@ -34,6 +35,7 @@ from modelrouter.store.base import (
     RolloutRecord,
     RoutingRecord,
     Store,
+    StoredRecord,
     Watch,
     audit_select,
     change_record,
@@ -41,7 +43,8 @@ from modelrouter.store.base import (
     check_metric_rows,
     check_prune,
     check_rollout_expected,
-    index_columns,
+    duplicate_feedback,
+    feedback_once_sql,
     metric_row,
     metric_values,
     normalize_document,
@@ -52,6 +55,7 @@ from modelrouter.store.base import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("modelrouter.store")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS mr_state (
@@ -119,6 +123,12 @@ _INSERT_AUDIT = (
     "INSERT INTO mr_audit"
     " (seq, time, kind, model, version, rule, request_id, record, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+_SCAN_AUDIT = (
+    "SELECT seq, time, kind, model, version, rule, request_id, record, prev_hash, hash"
+    " FROM mr_audit WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 
 
@@ -192,6 +202,15 @@ class SQLiteStore(Store):
     def _create_schema(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA:
             conn.execute(statement)
+        try:
+            conn.execute("SAVEPOINT feedback_once")
+            conn.execute(feedback_once_sql("mr_audit"))
+            conn.execute("RELEASE feedback_once")
+        except sqlite3.IntegrityError as exc:
+            # a store from before the constraint that already holds duplicates: keep serving
+            conn.execute("ROLLBACK TO feedback_once")
+            conn.execute("RELEASE feedback_once")
+            log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
         (version,) = conn.execute("SELECT schema_version FROM mr_state WHERE id = 1").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -212,6 +231,10 @@ class SQLiteStore(Store):
             return fn(*args)
         except ModelRouterError:
             raise
+        except sqlite3.IntegrityError as exc:
+            if "mr_audit.request_id" in str(exc):
+                raise duplicate_feedback(exc) from exc
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
@@ -366,6 +389,27 @@ class SQLiteStore(Store):
 
         def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             return [unseal(*row) for row in conn.execute(query, params)]
+
+        return await self._run(self._read, read)
+
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        def read(conn: sqlite3.Connection) -> list[StoredRecord]:
+            rows = conn.execute(_SCAN_AUDIT, (after_seq, limit))
+            return [StoredRecord(unseal(*row[7:]), tuple(row[:7])) for row in rows]
+
+        return await self._run(self._read, read)
+
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+
+        def read(conn: sqlite3.Connection) -> dict[int, str]:
+            out: dict[int, str] = {}
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT seq, hash FROM mr_audit WHERE seq IN ({marks})"
+                out.update(conn.execute(query, chunk).fetchall())
+            return out
 
         return await self._run(self._read, read)
 

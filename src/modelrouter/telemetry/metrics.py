@@ -12,7 +12,7 @@ dict lookups, one counter increment and one histogram observation.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -323,6 +323,9 @@ class Metrics:
         )
         self._rollout_versions: dict[str, set[str]] = {}
         self._repository_collector: ModelStateCollector | None = None
+        self.renderer: Callable[[], bytes] | None = None
+        """Set in a worker process (:class:`~modelrouter.telemetry.workers.WorkerMetrics`):
+        what ``/metrics`` serves is then the sum over every worker."""
 
     # ------------------------------------------------------------------ hot path
 
@@ -415,6 +418,8 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text of the registry (what ``GET /metrics`` serves)."""
+        if self.renderer is not None:
+            return self.renderer()
         return render(self.registry)
 
 
