@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium haproxy
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -54,6 +54,11 @@ models: $(EXAMPLE_MODELS)
 prometheus:
 	command -v prometheus >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# The peer bench/proxy.py measures modelrouter's proxy hop against (Debian package; root).
+haproxy:
+	command -v haproxy >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy)
 
 # The gRPC messages: modelrouter's own inference.proto compiled to the descriptor set it loads
 # (checked in, so a fresh clone needs no compiler; tests/unit/protocol/test_grpc_proto.py

@@ -82,6 +82,9 @@ class Services:
     """The gRPC server while it runs (``server.grpc`` set)."""
     events: EventHub | None = None
     """The dashboard's event stream producer (``GET /api/v1/events``)."""
+    grpc_reuse_port: bool = False
+    """Share the gRPC port with the other workers of ``serve --workers N`` (SO_REUSEPORT);
+    off for a lone gateway, so a second one on the same port fails instead of sharing it."""
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
