@@ -1,0 +1,220 @@
+"""The request path in-process: what one inference costs in Python, without HTTP or sockets.
+
+    .venv/bin/python bench/request_path.py [--quick] [--requests N] [--concurrency C]
+
+Drives ``POST /v2/models/bench/infer`` (one row of 20 FP64 features, the body bench/serving.py
+sends) straight into each ASGI app with ``C`` concurrent tasks on one event loop, and reports
+microseconds of the process's CPU per request (best of the rounds):
+
+- **bare**: bench/bare_app.py (Starlette + orjson + ``model.predict``), the floor;
+- **modelrouter**: the gateway app from :func:`modelrouter.app.create_app` with a
+  ``batcher: {enabled: false}`` config as bench/serving.py generates it (decision audit on,
+  SQLite store, telemetry on), its background tasks running;
+- **modelrouter, Starlette stack**: the same app with the inference fast path bypassed (its
+  requests go through Starlette's middleware and router), to show what the fast path saves;
+- **predict alone**: ``model.predict`` on the row, in the runtime's ``config_context``: the
+  part no server can save.
+
+The CPU time includes the audit writer's SQLite thread (a real cost of the request path). The
+ratios are bare / modelrouter (1.0x means as cheap as the bare app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import joblib
+import numpy as np
+import orjson
+from sklearn.linear_model import LogisticRegression
+
+from _common import format_table, print_block, write_json
+
+N_FEATURES = 20
+SEED = 20261123
+
+App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+def build_model(folder: Path) -> tuple[Path, bytes]:
+    """bench/serving.py's model (same seed and data) and one timed request body."""
+    rng = np.random.default_rng(SEED)
+    x = rng.normal(size=(5000, N_FEATURES))
+    w = rng.normal(size=N_FEATURES)
+    y = ((x @ w + rng.normal(scale=2.0, size=5000)) > 0).astype(np.int64)
+    model = LogisticRegression(max_iter=1000, random_state=0).fit(x, y)
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / "model.joblib")
+    row = rng.normal(size=(1, N_FEATURES))
+    body = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "input-0", "datatype": "FP64", "shape": [1, 20], "data": row.tolist()}
+            ]
+        }
+    )
+    return folder / "model.joblib", body
+
+
+def scope_for(path: str, body: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"user-agent", b"hey/0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"accept-encoding", b"gzip"),
+        ],
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "state": {},
+    }
+
+
+async def one(app: App, path: str, body: bytes) -> int:
+    status = 0
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if delivered:
+            await asyncio.sleep(3600)  # as a server does: nothing more until a disconnect
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope_for(path, body), receive, send)
+    return status
+
+
+async def drive(app: App, path: str, body: bytes, n: int, c: int) -> float:
+    """CPU seconds of this process (all its threads) per request, ``n`` requests by ``c``
+    tasks."""
+    left = n
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            status = await one(app, path, body)
+            if status != 200:
+                raise SystemExit(f"{path}: status {status}")
+
+    start = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return (time.process_time() - start) / n
+
+
+def gateway_config(folder: Path, model_dir: Path) -> Path:
+    config = folder / "modelrouter.yaml"
+    config.write_text(
+        "server:\n"
+        "  name: bench\n"
+        "models:\n"
+        "  bench:\n"
+        "    versions:\n"
+        f"      v1: {{storageUri: {model_dir}, modelFormat: sklearn}}\n"
+        "    batcher: {enabled: false}\n"
+    )
+    return config
+
+
+async def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    model_file, body = build_model(work / "model")
+    os.environ["BARE_MODEL"] = str(model_file)
+    os.environ["BARE_MODEL_NAME"] = "bench"
+    import bare_app
+    from modelrouter.api.edge import EdgeMiddleware
+    from modelrouter.app import build_services, create_app, running
+    from modelrouter.config.loader import load_config
+
+    loaded = load_config(gateway_config(work, model_file.parent))
+    services = build_services(loaded)
+    gateway: Any = create_app(loaded, services, lifespan=False)
+    # a tree from before the fast path (PYTHONPATH=older/src) has Starlette under the edge
+    starlette = getattr(gateway.app, "app", None)
+    stack = EdgeMiddleware(starlette, gateway.limits) if starlette is not None else None
+
+    import sklearn
+
+    model = joblib.load(model_file)
+    row = np.asarray(orjson.loads(body)["inputs"][0]["data"], dtype=np.float64)
+
+    async def predict_alone(scope: Any, receive: Any, send: Any) -> None:
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            model.predict(row)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    apps: dict[str, App] = {
+        "bare": bare_app.app,
+        "modelrouter": gateway,
+        "predict alone": predict_alone,
+    }
+    if stack is not None:
+        apps["modelrouter, Starlette stack"] = stack
+    path = "/v2/models/bench/infer"
+    best = {name: float("inf") for name in apps}
+    async with running(services):
+        for app in apps.values():  # warm-up, and a check that each answers 200
+            await drive(app, path, body, min(200, args.requests), args.concurrency)
+        for _ in range(args.rounds):
+            for name, app in apps.items():
+                cost = await drive(app, path, body, args.requests, args.concurrency)
+                best[name] = min(best[name], cost)
+            await services.audit.flush()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", "-n", type=int, default=3000)
+    parser.add_argument("--concurrency", "-c", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="300 requests, 2 rounds")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 300, 2
+    with tempfile.TemporaryDirectory(prefix="request-path-") as tmp:
+        best = asyncio.run(measure(args, Path(tmp)))
+    bare = best["bare"]
+    rows = [
+        [name, f"{cost * 1e6:,.0f}", f"{bare / cost:.2f}x" if name != "bare" else "1.00x"]
+        for name, cost in best.items()
+    ]
+    print_block(
+        f"CPU per request, in-process, c={args.concurrency}, best of {args.rounds} rounds "
+        f"of {args.requests}",
+        format_table(["app", "µs/request", "bare / app"], rows),
+    )
+    if args.json is not None:
+        with contextlib.suppress(OSError):
+            write_json(args.json, {"us_per_request": {k: v * 1e6 for k, v in best.items()}})
+
+
+if __name__ == "__main__":
+    main()
