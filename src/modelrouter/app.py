@@ -24,6 +24,7 @@ from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
+from modelrouter.api.store_status import StoreStatusApi
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
 from modelrouter.config.schema import Config
@@ -36,6 +37,7 @@ from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import BATCH_SIZE, ProcessShadows
 from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
+from modelrouter.store_guard import StoreGuard
 from modelrouter.telemetry.service import Telemetry
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,15 @@ class Services:
     telemetry: Telemetry
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
+    guard: StoreGuard | None = None
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
     config = loaded.config
     server = config.server
-    store = store or open_store(store_url(server.store, loaded.base_dir))
+    store = store or open_store(
+        store_url(server.store, loaded.base_dir), timeout=server.storeTimeout
+    )
     repository = ModelRepository(config, loaded.base_dir)
     routing = RoutingState(config, store)
     audit = AuditWriter(
@@ -74,6 +79,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         batch_size=server.audit.batchSize,
         flush_interval=server.audit.flushInterval,
         max_queue=server.audit.maxQueue,
+        durable_timeout=server.storeTimeout,
     )
     telemetry = Telemetry(store, server.telemetry)
     telemetry.metrics.watch_repository(repository)
@@ -86,6 +92,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     shadow = ShadowRunner(dataplane.call_version, server.shadow.maxQueue, workers, telemetry)
     dataplane.shadow = shadow
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
+    services.guard = StoreGuard(store, routing, server.storeCheckInterval)
     services.rollouts = build_manager(
         config,
         store,
@@ -211,6 +218,8 @@ async def running(services: Services) -> AsyncIterator[None]:
         if server.watchConfig:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
+        if services.guard is not None:
+            services.tasks.append(asyncio.create_task(services.guard.run()))
         await services.repository.load_all()
         services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
         if services.rollouts is not None:
@@ -262,6 +271,11 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
             *repository_api.routes(),
             *MetricsApi(services.telemetry.metrics).routes(),
             *FeedbackApi(services.telemetry.feedback_service, token).routes(),
+            *(
+                StoreStatusApi(services.guard, services.audit, admin.authorize).routes()
+                if services.guard
+                else []
+            ),
             *(
                 RolloutsApi(services.rollouts, admin.authorize).routes()
                 if services.rollouts

@@ -20,6 +20,7 @@ import click
 
 from modelrouter.audit.explain import explain as explain_record
 from modelrouter.audit.explain import iso_time, summarize
+from modelrouter.audit.gaps import gap_summaries
 from modelrouter.config.durations import parse_duration, parse_time
 from modelrouter.errors import ModelRouterError
 from modelrouter.store import Store, open_store
@@ -242,14 +243,19 @@ def verify(url: str) -> None:
     """Check the hash chain: exit 0 if no record was edited, deleted or reordered."""
 
     async def body(store: Store) -> Any:
-        return await store.verify_audit(), await store.audit_bounds()
+        return await store.verify_audit(), await store.audit_bounds(), await store.audit_gaps()
 
-    result, bounds = run(url, body)
+    result, bounds, gaps = run(url, body)
+    for gap in gap_summaries(gaps):
+        click.echo(f"GAP: {gap['explanation']}")
     if result.ok:
         since = (
-            f" (from seq {bounds.anchor.seq + 1}; older ones pruned)" if bounds.anchor.seq else ""
+            f" (from seq {bounds.anchor.seq + 1}; older ones {'lost' if gaps else 'pruned'})"
+            if bounds.anchor.seq
+            else ""
         )
-        click.echo(f"OK: {result.checked} records verified{since}")
+        lost = f"; {len(gaps)} gap(s) in the log, explained above" if gaps else ""
+        click.echo(f"OK: {result.checked} records verified{since}{lost}")
         return
     click.echo(
         f"FAILED at seq {result.first_bad_seq}: {result.reason} "

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
 from modelrouter.audit.explain import explain
+from modelrouter.audit.gaps import gap_summaries
 from modelrouter.config.durations import parse_time
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import InvalidInput, NotFound, Unauthorized
@@ -186,12 +187,14 @@ class AdminApi:
     async def verify(self, request: Request) -> Response:
         self.authorize(request)
         result = await self.store.verify_audit()
+        gaps = gap_summaries(await self.store.audit_gaps())
         return json_response(
             {
                 "ok": result.ok,
                 "checked": result.checked,
                 "firstBadSeq": result.first_bad_seq,
                 "reason": result.reason,
+                "gaps": gaps,
             },
             200 if result.ok else 409,
         )

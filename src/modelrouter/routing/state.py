@@ -101,6 +101,27 @@ class RoutingState:
                 )
         await self.refresh()
 
+    async def reseed(self) -> list[str]:
+        """After the store lost its state (see :mod:`modelrouter.store_guard`): write the config
+        file's rules (as last read) for every model that has no document in the store any more,
+        then reload. Returns the models seeded here (another gateway may have done the rest)."""
+        records = await self.store.get_routing()
+        seeded = []
+        for model, spec in self.file_config.models.items():
+            if model in records or model not in self.config.models:
+                continue
+            with contextlib.suppress(Conflict):  # another gateway got there first
+                await self.store.put_routing(
+                    model,
+                    routing_document(spec),
+                    "config-file",
+                    "rules from the config file: the store had lost them",
+                    expected_version=0,
+                )
+                seeded.append(model)
+        await self.refresh()
+        return seeded
+
     async def refresh(self) -> None:
         """Rebuild the table from the store's documents (called on every change)."""
         async with self._lock:

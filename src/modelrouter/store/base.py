@@ -33,6 +33,7 @@ from modelrouter.audit.chain import (
     prepare_record,
 )
 from modelrouter.errors import Conflict, InvalidInput
+from modelrouter.store.faults import StoreFault
 
 log = logging.getLogger("modelrouter.store")
 
@@ -40,8 +41,9 @@ Order = Literal["asc", "desc"]
 WatchCallback = Callable[[], Awaitable[None]]
 Clock = Callable[[], float]
 
-SCHEMA_VERSION = 1
-"""Version of the table layout; a store refuses a database written by a newer layout."""
+SCHEMA_VERSION = 2
+"""Version of the table layout; a store refuses a database written by a newer layout and
+migrates an older one (1 -> 2: the state row's ``epoch``, see :mod:`modelrouter.store.faults`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,21 @@ class Store(abc.ABC):
                 break
             after = page[-1]["seq"]
         return verifier.finish(bounds.head)
+
+    async def audit_gaps(self) -> list[dict[str, Any]]:
+        """Every ``gap`` record (records lost by a store fault), oldest first."""
+        return await self.query_audit(kind="gap", limit=None, order="asc")
+
+    async def reconcile(self) -> list[StoreFault]:
+        """Check that the store still holds what this client saw; repair it if not.
+
+        A store that came back empty or at an older head (dropped and recreated, restored) gets
+        its schema back and a ``gap`` record naming the lost range before anything else is
+        appended (see :mod:`modelrouter.store.faults`). Returns the faults handled since the last
+        call, including those found inside writes; the gateway then re-seeds what it owns.
+        Stores that cannot lose state (memory) return ``[]``.
+        """
+        return []
 
     # -- rollouts (state and lease locks of the rollout controllers) -----------------------
 

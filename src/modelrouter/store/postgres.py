@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.gaps import GAP_KIND
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
     METRIC_COLUMNS,
@@ -54,6 +55,7 @@ from modelrouter.store.base import (
     prune_cutoff,
     prune_record,
 )
+from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -62,6 +64,14 @@ log = logging.getLogger("modelrouter.store")
 
 _INLINE_BATCH = 16
 """Batches larger than this are normalized and hashed in a worker thread."""
+
+_SCHEMA_GONE = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.UndefinedColumn,
+)
+"""What a query gets when the schema was dropped or replaced under the gateway: the tables are
+created again and the query retried once (it failed whole, so nothing was committed)."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -114,6 +124,7 @@ class PostgresStore(Store):
         self._t_audit = f"{s}.mr_audit"
         self._t_rollout = f"{s}.mr_rollout"
         self._t_lock = f"{s}.mr_lock"
+        self._faults = FaultTracker()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -127,23 +138,28 @@ class PostgresStore(Store):
 
     async def open(self) -> None:
         async with self._lock:
-            await self._connection()
+            conn = await self._connection()
+            if self._faults.epoch is None:  # what a later fault is measured against
+                try:
+                    epoch, bounds = await self._state(conn)
+                except psycopg.Error as exc:
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
+                self._faults.observe(epoch, bounds.head)
 
     async def _connection(self) -> Conn:
         """The query connection (caller holds ``self._lock``); (re)connects when needed."""
         if self._closed:
             raise StoreError(f"store {self.url} is closed")
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        if self._conn is not None:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
             await self._conn.close()
             self._conn = None
-        conn = await self._connect()
+        conn = self._conn or await self._connect()
         try:
             if not self._schema_ready:
                 await self._create_schema(conn)
                 self._schema_ready = True
         except BaseException:
+            self._conn = None
             await conn.close()
             raise
         self._conn = conn
@@ -162,13 +178,26 @@ class PostgresStore(Store):
                     await conn.execute(statement)
                 cur = await conn.execute(f"SELECT schema_version FROM {self._t_state} WHERE id = 1")
                 row = await cur.fetchone()
+                if row is not None and row[0] > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store was written by a newer modelrouter (schema {row[0]}, "
+                        f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
+                    )
+                await self._migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL store {self.url}: cannot create tables: {exc}") from exc
-        if row is not None and row[0] > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store was written by a newer modelrouter (schema {row[0]}, "
-                f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
-            )
+
+    async def _migrate(self, conn: Conn) -> None:
+        """Bring a database of an older layout up to :data:`SCHEMA_VERSION` (idempotent)."""
+        # 1 -> 2: the state row's epoch (the store's identity, see modelrouter.store.faults)
+        await conn.execute(f"ALTER TABLE {self._t_state} ADD COLUMN IF NOT EXISTS epoch text")
+        await conn.execute(
+            f"UPDATE {self._t_state} SET epoch = %s WHERE epoch IS NULL", (new_epoch(),)
+        )
+        await conn.execute(
+            f"UPDATE {self._t_state} SET schema_version = %s WHERE schema_version < %s",
+            (SCHEMA_VERSION, SCHEMA_VERSION),
+        )
 
     def _schema_statements(self) -> list[str]:
         a = self._t_audit
@@ -180,7 +209,8 @@ class PostgresStore(Store):
                 head_seq bigint NOT NULL,
                 head_hash text NOT NULL,
                 anchor_seq bigint NOT NULL,
-                anchor_hash text NOT NULL)""",
+                anchor_hash text NOT NULL,
+                epoch text)""",
             f"""CREATE TABLE IF NOT EXISTS {self._t_routing} (
                 model text PRIMARY KEY,
                 version bigint NOT NULL,
@@ -231,8 +261,10 @@ class PostgresStore(Store):
             f"CREATE INDEX IF NOT EXISTS mr_metric_version ON {self._t_metric} "
             "(model, version, start)",
             f"CREATE INDEX IF NOT EXISTS mr_metric_start ON {self._t_metric} (start)",
-            f"""INSERT INTO {self._t_state} VALUES
-                (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
+            # the epoch is set by _migrate, for a new row and a row of schema 1 alike
+            f"""INSERT INTO {self._t_state}
+                (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
+                VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
                 ON CONFLICT (id) DO NOTHING""",
         ]
 
@@ -249,6 +281,16 @@ class PostgresStore(Store):
                     return await fn(conn)
                 except ModelRouterError:
                     raise
+                except _SCHEMA_GONE as exc:
+                    self._schema_ready = False
+                    if attempt == 1:
+                        log.warning(
+                            "PostgreSQL store %s: tables are gone (%s); creating them again",
+                            self.url,
+                            str(exc).splitlines()[0],
+                        )
+                        continue
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
                 except psycopg.Error as exc:
                     dead = conn.broken or conn.closed
                     if dead:
@@ -269,9 +311,14 @@ class PostgresStore(Store):
         """``fn`` in a transaction holding the store's advisory lock."""
 
         async def run(conn: Conn) -> T:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-                return await fn(conn)
+            snapshot = self._faults.snapshot()
+            try:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                    return await fn(conn)
+            except BaseException:
+                self._faults.restore(snapshot)  # a gap record rolled back with the rest
+                raise
 
         return await self._op(run, read_only=False)
 
@@ -383,7 +430,50 @@ class PostgresStore(Store):
 
     # -- audit ---------------------------------------------------------------------------
 
+    async def _state(self, conn: Conn) -> tuple[str, AuditBounds]:
+        cur = await conn.execute(
+            f"SELECT epoch, anchor_seq, anchor_hash, head_seq, head_hash FROM {self._t_state}"
+            " WHERE id = 1"
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise StoreError(f"PostgreSQL store {self.url}: the state row is missing")
+        return str(row[0]), AuditBounds(ChainPoint(row[1], row[2]), ChainPoint(row[3], row[4]))
+
+    async def _repair_locked(self, conn: Conn) -> None:
+        """Under the write lock: handle a fault (gap record) before anything is appended."""
+        epoch, bounds = await self._state(conn)
+        if not self._faults.suspect(epoch, bounds.head):
+            self._faults.observe(epoch, bounds.head)
+            return
+        cur = await conn.execute(
+            f"SELECT record, prev_hash, hash FROM {self._t_audit} WHERE kind = %s"
+            " ORDER BY seq DESC LIMIT %s",
+            (GAP_KIND, RECENT_GAPS),
+        )
+        gaps = [unseal(*row) for row in await cur.fetchall()]
+        if self._faults.adopt(epoch, bounds.head, gaps):
+            return
+        repair = self._faults.plan(epoch, bounds.head, bounds.anchor, gaps)
+        if repair is None:
+            return
+        if repair.rebase:
+            await conn.execute(
+                f"UPDATE {self._t_state} SET anchor_seq = %s, anchor_hash = %s,"
+                " head_seq = %s, head_hash = %s WHERE id = 1",
+                (repair.seen.seq, repair.seen.hash, repair.seen.seq, repair.seen.hash),
+            )
+        await conn.execute(f"UPDATE {self._t_state} SET epoch = %s WHERE id = 1", (repair.epoch,))
+        now = self._clock()
+        (seq,) = await self._append_raw(conn, prepare_records([repair.record(now)], now))
+        _, after = await self._state(conn)
+        self._faults.repaired(repair, seq, after.head)
+
     async def _append_locked(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
+        await self._repair_locked(conn)
+        return await self._append_raw(conn, prepared)
+
+    async def _append_raw(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
         cur = await conn.execute(f"SELECT head_seq, head_hash FROM {self._t_state} WHERE id = 1")
         row = await cur.fetchone()
         if row is None:
@@ -404,7 +494,16 @@ class PostgresStore(Store):
             f"UPDATE {self._t_state} SET head_seq = %s, head_hash = %s WHERE id = 1",
             (rows[-1][0], rows[-1][-1]),
         )
+        self._faults.seen = ChainPoint(rows[-1][0], rows[-1][-1])
         return [r[0] for r in rows]
+
+    async def reconcile(self) -> list[StoreFault]:
+        epoch, bounds = await self._op(self._state)
+        if self._faults.suspect(epoch, bounds.head):
+            await self._write(self._repair_locked)
+        else:
+            self._faults.observe(epoch, bounds.head)
+        return self._faults.drain()
 
     async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
         if not records:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.gaps import GAP_KIND
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
     METRIC_COLUMNS,
@@ -50,8 +53,11 @@ from modelrouter.store.base import (
     prune_cutoff,
     prune_record,
 )
+from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
 T = TypeVar("T")
+
+log = logging.getLogger("modelrouter.store")
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS mr_state (
@@ -61,7 +67,8 @@ _SCHEMA = [
         head_seq INTEGER NOT NULL,
         head_hash TEXT NOT NULL,
         anchor_seq INTEGER NOT NULL,
-        anchor_hash TEXT NOT NULL)""",
+        anchor_hash TEXT NOT NULL,
+        epoch TEXT)""",
     """CREATE TABLE IF NOT EXISTS mr_routing (
         model TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
@@ -111,8 +118,9 @@ _SCHEMA = [
         shadow_agreeing INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS mr_metric_version ON mr_metric (model, version, start)",
     "CREATE INDEX IF NOT EXISTS mr_metric_start ON mr_metric (start)",
-    f"""INSERT OR IGNORE INTO mr_state VALUES
-        (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
+    f"""INSERT OR IGNORE INTO mr_state
+        (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
+        VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
 ]
 
 _INSERT_AUDIT = (
@@ -151,6 +159,9 @@ class SQLiteStore(Store):
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock = asyncio.Lock()
+        self._faults = FaultTracker()
+        self._identity: tuple[int, int] | None = None
+        self._abandoned: list[sqlite3.Connection] = []
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -183,9 +194,12 @@ class SQLiteStore(Store):
                     time.sleep(0.05)
             conn.execute("PRAGMA synchronous=FULL")
             self._transaction(conn, self._create_schema)
+            epoch, bounds = self._state(conn)
         except BaseException:
             conn.close()
             raise
+        self._identity = _file_identity(self.path)
+        self._faults.observe(epoch, bounds.head)
         return conn
 
     @staticmethod
@@ -198,6 +212,38 @@ class SQLiteStore(Store):
                 f"the store was written by a newer modelrouter (schema {version}, "
                 f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
             )
+        # 1 -> 2: the state row's epoch (the store's identity, see modelrouter.store.faults)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(mr_state)")}
+        if "epoch" not in columns:
+            conn.execute("ALTER TABLE mr_state ADD COLUMN epoch TEXT")
+        conn.execute("UPDATE mr_state SET epoch = ? WHERE epoch IS NULL", (new_epoch(),))
+        conn.execute(
+            "UPDATE mr_state SET schema_version = ? WHERE schema_version < ?",
+            (SCHEMA_VERSION, SCHEMA_VERSION),
+        )
+
+    def _check_file(self) -> None:
+        """In the store's thread: the file was deleted or replaced (a reset) -> open the new
+        one. The old connection is left open, not closed: closing the last connection of a WAL
+        database checkpoints and deletes ``<file>-wal`` by name, which may now be the new
+        database's."""
+        if self._conn is None or _file_identity(self.path) == self._identity:
+            return
+        log.warning("SQLite store %s: the file was deleted or replaced; opening it anew", self.path)
+        if not self.path.exists():
+            for suffix in ("-wal", "-shm"):  # left over from the old file, never the new one's
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self._abandoned.append(self._conn)
+        self._conn = None
+        self._conn = self._connect_keeping_faults()
+
+    def _connect_keeping_faults(self) -> sqlite3.Connection:
+        """:meth:`_connect` without letting the new file's state row count as "seen"."""
+        seen = self._faults.snapshot()
+        try:
+            return self._connect()
+        finally:
+            self._faults.restore(seen)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the store's thread; sqlite3 errors become StoreError."""
@@ -209,6 +255,7 @@ class SQLiteStore(Store):
 
     def _translated(self, fn: Callable[..., T], *args: Any) -> T:
         try:
+            self._check_file()
             return fn(*args)
         except ModelRouterError:
             raise
@@ -221,7 +268,18 @@ class SQLiteStore(Store):
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         await self.open()
-        return await self._in_thread(self._transaction, self._conn, fn)
+        return await self._in_thread(self._tracked_write, fn)
+
+    def _tracked_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write transaction on the current connection (read in the store's thread, where
+        :meth:`_check_file` may have replaced it); a rolled-back gap record is forgotten."""
+        assert self._conn is not None
+        snapshot = self._faults.snapshot()
+        try:
+            return self._transaction(self._conn, fn)
+        except BaseException:
+            self._faults.restore(snapshot)
+            raise
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -249,6 +307,7 @@ class SQLiteStore(Store):
                 return
             if conn is not None:
                 await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+            self._abandoned.clear()
             executor.shutdown(wait=False)
 
     # -- routing -------------------------------------------------------------------------
@@ -308,10 +367,50 @@ class SQLiteStore(Store):
     # -- audit ---------------------------------------------------------------------------
 
     @staticmethod
+    def _state(conn: sqlite3.Connection) -> tuple[str, AuditBounds]:
+        epoch, a_seq, a_hash, h_seq, h_hash = conn.execute(
+            "SELECT epoch, anchor_seq, anchor_hash, head_seq, head_hash FROM mr_state WHERE id = 1"
+        ).fetchone()
+        return str(epoch), AuditBounds(ChainPoint(a_seq, a_hash), ChainPoint(h_seq, h_hash))
+
+    def _repair_locked(self, conn: sqlite3.Connection) -> None:
+        """Inside the write transaction: handle a fault (gap record) before any append."""
+        epoch, bounds = self._state(conn)
+        if not self._faults.suspect(epoch, bounds.head):
+            self._faults.observe(epoch, bounds.head)
+            return
+        rows = conn.execute(
+            "SELECT record, prev_hash, hash FROM mr_audit WHERE kind = ? ORDER BY seq DESC LIMIT ?",
+            (GAP_KIND, RECENT_GAPS),
+        ).fetchall()
+        gaps = [unseal(*r) for r in rows]
+        if self._faults.adopt(epoch, bounds.head, gaps):
+            return
+        repair = self._faults.plan(epoch, bounds.head, bounds.anchor, gaps)
+        if repair is None:
+            return
+        if repair.rebase:
+            seen = repair.seen
+            conn.execute(
+                "UPDATE mr_state SET anchor_seq = ?, anchor_hash = ?, head_seq = ?, head_hash = ?"
+                " WHERE id = 1",
+                (seen.seq, seen.hash, seen.seq, seen.hash),
+            )
+        conn.execute("UPDATE mr_state SET epoch = ? WHERE id = 1", (repair.epoch,))
+        now = self._clock()
+        (seq,) = self._append_raw(conn, [repair.record(now)], now)
+        self._faults.repaired(repair, seq, self._state(conn)[1].head)
+
     def _append_locked(
-        conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
+        self, conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
     ) -> list[int]:
         """Seal and insert ``records`` (in the store's thread, inside the write transaction)."""
+        self._repair_locked(conn)
+        return self._append_raw(conn, records, now)
+
+    def _append_raw(
+        self, conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
+    ) -> list[int]:
         prepared = prepare_records(records, now)
         head_seq, head_hash = conn.execute(
             "SELECT head_seq, head_hash FROM mr_state WHERE id = 1"
@@ -328,7 +427,16 @@ class SQLiteStore(Store):
         conn.execute(
             "UPDATE mr_state SET head_seq = ?, head_hash = ? WHERE id = 1", (head_seq, head_hash)
         )
+        self._faults.seen = ChainPoint(head_seq, head_hash)
         return seqs
+
+    async def reconcile(self) -> list[StoreFault]:
+        epoch, bounds = await self._run(self._read, self._state)
+        if self._faults.suspect(epoch, bounds.head):
+            await self._write(self._repair_locked)
+        else:
+            self._faults.observe(epoch, bounds.head)
+        return self._faults.drain()
 
     async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
         if not records:
@@ -510,3 +618,12 @@ class SQLiteStore(Store):
 _INSERT_METRIC = (
     f"INSERT INTO mr_metric ({METRIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the database file, None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
