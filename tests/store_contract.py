@@ -359,6 +359,36 @@ async def a_failing_callback_does_not_stop_the_watch(store: Store) -> None:
         await store.watch(on_change, poll_interval=0)
 
 
+@contract
+async def intents_are_stored_once_with_one_audit_record(store: Store) -> None:
+    assert await store.intent_revision() == 0
+    assert await store.list_intents() == []
+    first = await store.put_intent("churn", "v2", "unloaded", "alice", "bad canary")
+    assert (first.state, first.actor, first.revision) == ("unloaded", "alice", 1)
+    await store.put_intent("churn", "v1", "unloaded", "bob")
+    again = await store.put_intent("churn", "v2", "loaded", "carol", "fixed")
+    assert again.revision == 3
+    assert await store.intent_revision() == 3
+    intents = await store.list_intents()
+    assert [(i.version, i.state, i.revision) for i in intents] == [
+        ("v1", "unloaded", 2),
+        ("v2", "loaded", 3),
+    ]
+    records = await store.query_audit(kind="admin", order="asc", limit=None)
+    assert [(r["action"], r["version"], r["actor"], r["intent_revision"]) for r in records] == [
+        ("unload", "v2", "alice", 1),
+        ("unload", "v1", "bob", 2),
+        ("load", "v2", "carol", 3),
+    ]
+    assert records[0]["reason"] == "bad canary"
+    with pytest.raises(InvalidInput, match="loaded"):
+        await store.put_intent("churn", "v1", "gone", "x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="model"):
+        await store.put_intent("", "v1", "loaded", "x")
+    assert await store.intent_revision() == 3
+    assert (await store.verify_audit()).ok
+
+
 def run_check(store: Store, check: Check) -> None:
     """Run one contract check against ``store`` and close it."""
 

@@ -32,6 +32,7 @@ from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
+from modelrouter.runtime.intents import IntentFollower
 from modelrouter.runtime.repository import AliasMove, ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import BATCH_SIZE, ProcessShadows
@@ -64,6 +65,7 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
     guard: StoreGuard | None = None
+    intents: IntentFollower | None = None
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
@@ -93,6 +95,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     dataplane.shadow = shadow
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
     services.guard = StoreGuard(store, routing, server.storeCheckInterval)
+    services.intents = IntentFollower(repository, store, server.storePollInterval)
     services.rollouts = build_manager(
         config,
         store,
@@ -220,6 +223,9 @@ async def running(services: Services) -> AsyncIterator[None]:
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
         if services.guard is not None:
             services.tasks.append(asyncio.create_task(services.guard.run()))
+        if services.intents is not None:
+            await services.intents.prime()  # held versions are not loaded at all
+            services.tasks.append(asyncio.create_task(services.intents.run()))
         await services.repository.load_all()
         services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
         if services.rollouts is not None:
@@ -254,8 +260,10 @@ def create_app(loaded: LoadedConfig, services: Services | None = None) -> ASGIAp
     services = services or build_services(loaded)
     config = loaded.config
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
-    admin = AdminApi(services.dataplane, services.routing, services.store, token)
-    repository_api = RepositoryApi(services.repository, services.store, token)
+    intents = services.intents
+    assert intents is not None, "build_services sets the intent follower"
+    admin = AdminApi(services.dataplane, services.routing, services.store, token, intents=intents)
+    repository_api = RepositoryApi(services.repository, token, intents=intents)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

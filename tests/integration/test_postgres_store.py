@@ -73,6 +73,7 @@ def test_tables_live_in_the_schema_of_the_url(pg_url: str) -> None:
         ).fetchall()
     assert [r[0] for r in rows] == [
         "mr_audit",
+        "mr_intent",
         "mr_lock",
         "mr_metric",
         "mr_rollout",

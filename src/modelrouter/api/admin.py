@@ -22,6 +22,7 @@ from modelrouter.dataplane import DataPlane
 from modelrouter.errors import InvalidInput, NotFound, Unauthorized
 from modelrouter.protocol.v2 import loads
 from modelrouter.routing.state import RoutingState
+from modelrouter.runtime.intents import IntentFollower
 from modelrouter.store.base import Store
 
 MAX_ADMIN_BODY = 1024 * 1024
@@ -29,12 +30,19 @@ MAX_ADMIN_BODY = 1024 * 1024
 
 class AdminApi:
     def __init__(
-        self, dataplane: DataPlane, routing: RoutingState, store: Store, token: str | None
+        self,
+        dataplane: DataPlane,
+        routing: RoutingState,
+        store: Store,
+        token: str | None,
+        *,
+        intents: IntentFollower,
     ) -> None:
         self.dp = dataplane
         self.routing = routing
         self.store = store
         self.token = token
+        self.intents = intents
 
     def authorize(self, request: Request) -> str:
         """The actor making the call; 401 without the right bearer token."""
@@ -103,25 +111,10 @@ class AdminApi:
     async def _load_or_unload(self, request: Request, load: bool) -> Response:
         actor = self.authorize(request)
         p = request.path_params
-        repo = self.dp.repository
-        before = repo.entry(p["name"], p["version"]).state.value
-        e = await (repo.load if load else repo.unload)(p["name"], p["version"])
-        await self.store.append_audit(
-            [
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": p["name"],
-                    "version": p["version"],
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
-            ]
-        )
+        request_one = self.intents.request_load if load else self.intents.request_unload
+        o = await request_one(p["name"], p["version"], actor)
         return json_response(
-            {"name": p["name"], "version": p["version"], "state": e.state.value, "reason": e.error}
+            {"name": p["name"], "version": p["version"], "state": o.state, "reason": o.error}
         )
 
     async def shadow(self, request: Request) -> Response:

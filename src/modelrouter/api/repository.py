@@ -8,10 +8,12 @@ Only configured versions can be loaded: a body that asks to load a model from a 
 file (Triton's ``parameters.config`` / ``file:...``) is refused, so no API loads an arbitrary
 URI. When an admin token is configured these routes need it (``Authorization: Bearer``), as
 the admin API does; without one they are open, as Triton's are, so that Triton's clients work
-against a development gateway. Every call is an audit record.
+against a development gateway.
 
-An unloaded version stays unloaded (requests get 503 saying why) until it is loaded again
-here, even when loading is lazy.
+Each call is a repository intent (:mod:`modelrouter.runtime.intents`): stored once with its
+audit record, applied here at once and by every other gateway sharing the store. An unloaded
+version stays unloaded on every gateway (requests get 503 saying why), also across restarts,
+until it is loaded again, even when loading is lazy.
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ from starlette.routing import Route
 from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
 from modelrouter.errors import InvalidInput, ModelNotReady
+from modelrouter.runtime.intents import IntentFollower
 from modelrouter.runtime.repository import ModelRepository, VersionEntry
-from modelrouter.store.base import Store
 
 MAX_BODY = 64 * 1024
 
 
 class RepositoryApi:
-    def __init__(self, repository: ModelRepository, store: Store, token: str | None) -> None:
+    def __init__(
+        self, repository: ModelRepository, token: str | None, *, intents: IntentFollower
+    ) -> None:
         self.repository = repository
-        self.store = store
         self.token = token
+        self.intents = intents
 
     def _authorize(self, request: Request) -> str:
         check_token(request, self.token, "the repository API needs the admin token")
@@ -78,37 +82,18 @@ class RepositoryApi:
         actor = self._authorize(request)
         targets = self._targets(request)
         await self._check_body(request)
-        records = []
-        for e in targets:
-            before = e.state.value
-            if load:
-                await self.repository.load(e.model, e.version)
-            else:
-                await self.repository.unload(e.model, e.version)
-            records.append(
-                {
-                    "kind": "admin",
-                    "actor": actor,
-                    "action": "load" if load else "unload",
-                    "model": e.model,
-                    "version": e.version,
-                    "before": before,
-                    "after": e.state.value,
-                    "reason": e.error or "",
-                }
-            )
-        await self.store.append_audit(records)
-        failed = [e for e in targets if e.error]
-        if load and failed:
+        request_one = self.intents.request_load if load else self.intents.request_unload
+        outcomes = [await request_one(e.model, e.version, actor) for e in targets]
+        failed = [o for o in outcomes if o.failed]
+        if failed:
             raise ModelNotReady(
-                "; ".join(f"version '{e.version}' failed to load: {e.error}" for e in failed)
+                "; ".join(f"version '{o.version}' failed to load: {o.error}" for o in failed)
             )
         return json_response(
             {
                 "name": request.path_params["name"],
                 "versions": [
-                    {"version": e.version, "state": e.state.value, "reason": e.error}
-                    for e in targets
+                    {"version": o.version, "state": o.state, "reason": o.error} for o in outcomes
                 ],
             }
         )

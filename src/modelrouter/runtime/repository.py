@@ -260,7 +260,9 @@ class ModelRepository:
         return e.runtime
 
     def all_ready(self) -> bool:
-        return all(e.ready for e in self.entries())
+        """Every version ready, apart from those unloaded on purpose: a repository intent holds
+        a version on every gateway, and must not take every gateway out of service."""
+        return all(e.ready or e.held for e in self.entries())
 
     def resident(self) -> list[VersionEntry]:
         """Versions holding memory: READY, or LOADING with their size known."""
@@ -387,10 +389,11 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         """Load every version, unless loading is lazy (then each loads on its first request).
-        Remote versions connect concurrently; in-process ones load one at a time."""
+        Remote versions connect concurrently; in-process ones load one at a time. Versions
+        held by an explicit unload (a repository intent) stay unloaded."""
         if self.lazy:
             return
-        entries = self.entries()
+        entries = [e for e in self.entries() if not e.held]
 
         async def load_local() -> None:
             for e in entries:

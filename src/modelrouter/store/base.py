@@ -67,6 +67,26 @@ class RolloutRecord:
     updated_at: float
 
 
+IntentState = Literal["loaded", "unloaded"]
+INTENT_STATES: tuple[IntentState, ...] = ("loaded", "unloaded")
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """What every gateway must do with one model version: keep it ``loaded`` or ``unloaded``.
+
+    ``revision`` counts intent writes across all versions (1, 2, ...): a gateway applies each
+    intent whose revision it has not applied yet (see :mod:`modelrouter.runtime.intents`)."""
+
+    model: str
+    version: str
+    state: IntentState
+    actor: str
+    reason: str
+    revision: int
+    updated_at: float
+
+
 @dataclass(frozen=True, slots=True)
 class AuditBounds:
     """Where the stored log starts (``anchor``: the last pruned record) and ends (``head``)."""
@@ -355,6 +375,25 @@ class Store(abc.ABC):
     async def release_lock(self, name: str, owner: str) -> None:
         """Give up the lease ``name`` if ``owner`` holds it (else nothing happens)."""
 
+    # -- repository intents (explicit load/unload, followed by every gateway) ----------------
+
+    @abc.abstractmethod
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        """Record that ``model``/``version`` must be ``state`` on every gateway, with the next
+        intent revision; the same transaction appends one ``admin`` audit record (action
+        ``load`` or ``unload``), so the request is on the record once, whatever the number of
+        gateways that apply it."""
+
+    @abc.abstractmethod
+    async def list_intents(self) -> list[IntentRecord]:
+        """Every stored intent, by revision."""
+
+    @abc.abstractmethod
+    async def intent_revision(self) -> int:
+        """The newest intent revision (0: none); cheap to poll."""
+
     # -- telemetry windows (per-gateway, per-bucket rows; see modelrouter.telemetry.recorder) --
 
     @abc.abstractmethod
@@ -436,6 +475,31 @@ def change_record(
         "previous_table_version": None if before is None else before.version,
         "table_version": after.version,
         "reason": reason,
+    }
+
+
+def check_intent(model: str, version: str, state: str) -> IntentState:
+    if state not in INTENT_STATES:
+        raise InvalidInput(f"intent state must be 'loaded' or 'unloaded', not {state!r}")
+    for name, value in (("model", model), ("version", version)):
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(f"intent {name} must be a non-empty string")
+    return "loaded" if state == "loaded" else "unloaded"
+
+
+def intent_audit_record(intent: IntentRecord) -> dict[str, Any]:
+    """The ``admin`` audit record of :meth:`Store.put_intent`."""
+    return {
+        "kind": "admin",
+        "time": intent.updated_at,
+        "actor": intent.actor,
+        "action": "load" if intent.state == "loaded" else "unload",
+        "what": f"version {intent.version} of {intent.model}",
+        "model": intent.model,
+        "version": intent.version,
+        "intent": intent.state,
+        "intent_revision": intent.revision,
+        "reason": intent.reason or f"{intent.state} on every gateway",
     }
 
 

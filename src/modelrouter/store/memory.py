@@ -12,6 +12,8 @@ from modelrouter.audit.chain import GENESIS, ChainPoint, seal
 from modelrouter.store.base import (
     AuditBounds,
     Clock,
+    IntentRecord,
+    IntentState,
     MetricRow,
     Order,
     RolloutRecord,
@@ -20,10 +22,12 @@ from modelrouter.store.base import (
     Watch,
     change_record,
     check_expected,
+    check_intent,
     check_metric_rows,
     check_prune,
     check_query,
     check_rollout_expected,
+    intent_audit_record,
     normalize_document,
     normalize_rollout_state,
     prepare_records,
@@ -48,6 +52,7 @@ class MemoryStore(Store):
         self._metric_rows: list[MetricRow] = []
         self._rollouts: dict[str, RolloutRecord] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._intents: dict[tuple[str, str], IntentRecord] = {}
 
     # -- routing -------------------------------------------------------------------------
 
@@ -222,6 +227,23 @@ class MemoryStore(Store):
             del self._locks[name]
 
     # -- telemetry windows ---------------------------------------------------------------
+
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        state = check_intent(model, version, state)
+        async with self._lock:
+            revision = max((i.revision for i in self._intents.values()), default=0) + 1
+            intent = IntentRecord(model, version, state, actor, reason, revision, self._clock())
+            self._append_locked(prepare_records([intent_audit_record(intent)], intent.updated_at))
+            self._intents[(model, version)] = intent
+        return intent
+
+    async def list_intents(self) -> list[IntentRecord]:
+        return sorted(self._intents.values(), key=lambda i: i.revision)
+
+    async def intent_revision(self) -> int:
+        return max((i.revision for i in self._intents.values()), default=0)
 
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
         checked = check_metric_rows(rows)

@@ -34,6 +34,8 @@ from modelrouter.store.base import (
     SCHEMA_VERSION,
     AuditBounds,
     Clock,
+    IntentRecord,
+    IntentState,
     MetricRow,
     Order,
     RolloutRecord,
@@ -43,10 +45,12 @@ from modelrouter.store.base import (
     audit_select,
     change_record,
     check_expected,
+    check_intent,
     check_metric_rows,
     check_prune,
     check_rollout_expected,
     index_columns,
+    intent_audit_record,
     metric_row,
     metric_values,
     normalize_document,
@@ -124,6 +128,7 @@ class PostgresStore(Store):
         self._t_audit = f"{s}.mr_audit"
         self._t_rollout = f"{s}.mr_rollout"
         self._t_lock = f"{s}.mr_lock"
+        self._t_intent = f"{s}.mr_intent"
         self._faults = FaultTracker()
 
     # -- plumbing ------------------------------------------------------------------------
@@ -261,6 +266,16 @@ class PostgresStore(Store):
             f"CREATE INDEX IF NOT EXISTS mr_metric_version ON {self._t_metric} "
             "(model, version, start)",
             f"CREATE INDEX IF NOT EXISTS mr_metric_start ON {self._t_metric} (start)",
+            # repository intents: explicit load/unload of a version, followed by every gateway
+            f"""CREATE TABLE IF NOT EXISTS {self._t_intent} (
+                model text NOT NULL,
+                version text NOT NULL,
+                state text NOT NULL,
+                actor text NOT NULL,
+                reason text NOT NULL,
+                revision bigint NOT NULL,
+                updated_at double precision NOT NULL,
+                PRIMARY KEY (model, version))""",
             # the epoch is set by _migrate, for a new row and a row of schema 1 alike
             f"""INSERT INTO {self._t_state}
                 (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
@@ -677,6 +692,49 @@ class PostgresStore(Store):
             )
 
         await self._op(write, read_only=False)
+
+    # -- repository intents --------------------------------------------------------------
+
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        state = check_intent(model, version, state)
+
+        async def write(conn: Conn) -> IntentRecord:
+            cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_intent}")
+            row = await cur.fetchone()
+            top = int(row[0]) if row else 0
+            intent = IntentRecord(model, version, state, actor, reason, top + 1, self._clock())
+            await conn.execute(
+                f"INSERT INTO {self._t_intent} VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (model, version) DO UPDATE SET state = excluded.state,"
+                " actor = excluded.actor, reason = excluded.reason,"
+                " revision = excluded.revision, updated_at = excluded.updated_at",
+                (model, version, state, actor, reason, intent.revision, intent.updated_at),
+            )
+            record = intent_audit_record(intent)
+            await self._append_locked(conn, prepare_records([record], intent.updated_at))
+            return intent
+
+        return await self._write(write)
+
+    async def list_intents(self) -> list[IntentRecord]:
+        async def read(conn: Conn) -> list[IntentRecord]:
+            cur = await conn.execute(
+                "SELECT model, version, state, actor, reason, revision, updated_at"
+                f" FROM {self._t_intent} ORDER BY revision"
+            )
+            return [IntentRecord(*r) for r in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def intent_revision(self) -> int:
+        async def read(conn: Conn) -> int:
+            cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_intent}")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._op(read)
 
     # -- telemetry windows ---------------------------------------------------------------
 

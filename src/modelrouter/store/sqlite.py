@@ -32,6 +32,8 @@ from modelrouter.store.base import (
     SCHEMA_VERSION,
     AuditBounds,
     Clock,
+    IntentRecord,
+    IntentState,
     MetricRow,
     Order,
     RolloutRecord,
@@ -41,10 +43,12 @@ from modelrouter.store.base import (
     audit_select,
     change_record,
     check_expected,
+    check_intent,
     check_metric_rows,
     check_prune,
     check_rollout_expected,
     index_columns,
+    intent_audit_record,
     metric_row,
     metric_values,
     normalize_document,
@@ -118,6 +122,16 @@ _SCHEMA = [
         shadow_agreeing INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS mr_metric_version ON mr_metric (model, version, start)",
     "CREATE INDEX IF NOT EXISTS mr_metric_start ON mr_metric (start)",
+    # repository intents: explicit load/unload of a version, followed by every gateway
+    """CREATE TABLE IF NOT EXISTS mr_intent (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (model, version))""",
     f"""INSERT OR IGNORE INTO mr_state
         (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
         VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
@@ -584,6 +598,42 @@ class SQLiteStore(Store):
         await self._write(write)
 
     # -- telemetry windows ---------------------------------------------------------------
+
+    # -- repository intents --------------------------------------------------------------
+
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        state = check_intent(model, version, state)
+
+        def write(conn: sqlite3.Connection) -> IntentRecord:
+            (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_intent").fetchone()
+            intent = IntentRecord(model, version, state, actor, reason, top + 1, self._clock())
+            conn.execute(
+                "INSERT OR REPLACE INTO mr_intent VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version, state, actor, reason, intent.revision, intent.updated_at),
+            )
+            self._append_locked(conn, [intent_audit_record(intent)], intent.updated_at)
+            return intent
+
+        return await self._write(write)
+
+    async def list_intents(self) -> list[IntentRecord]:
+        def read(conn: sqlite3.Connection) -> list[IntentRecord]:
+            rows = conn.execute(
+                "SELECT model, version, state, actor, reason, revision, updated_at"
+                " FROM mr_intent ORDER BY revision"
+            ).fetchall()
+            return [IntentRecord(*r) for r in rows]
+
+        return await self._run(self._read, read)
+
+    async def intent_revision(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_intent").fetchone()
+            return int(top)
+
+        return await self._run(self._read, read)
 
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
         values = [metric_values(r) for r in check_metric_rows(rows)]
