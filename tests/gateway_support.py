@@ -76,7 +76,7 @@ def gateway(config: Path, log: Path) -> Iterator[httpx.Client]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # a busy machine, models from a registry
         while True:
             assert proc.poll() is None, f"gateway exited:\n{log.read_text()}"
             with contextlib.suppress(httpx.HTTPError):

@@ -389,6 +389,28 @@ async def intents_are_stored_once_with_one_audit_record(store: Store) -> None:
     assert (await store.verify_audit()).ok
 
 
+@contract
+async def alias_moves_are_compare_and_set_with_one_record(store: Store) -> None:
+    assert await store.list_aliases() == []
+    first = await store.move_alias("churn", "champion", "1", None)
+    assert first is not None
+    assert (first.version, first.revision) == ("1", 1)
+    assert await store.move_alias("churn", "champion", "5", None) is None  # lost the race
+    move = {"kind": "admin", "action": "alias-moved", "before": "1", "after": "2"}
+    second = await store.move_alias("churn", "champion", "2", "1", move)
+    assert second is not None
+    assert second.revision == 2
+    assert await store.move_alias("churn", "champion", "3", "1", move) is None  # stale
+    await store.move_alias("fraud", "prod", "7", None)
+    assert [(a.name, a.alias, a.version, a.revision) for a in await store.list_aliases()] == [
+        ("churn", "champion", "2", 2),
+        ("fraud", "prod", "7", 3),
+    ]
+    records = await store.query_audit(kind="admin", limit=None)
+    assert [(r["before"], r["after"]) for r in records] == [("1", "2")]  # the baseline: none
+    assert (await store.verify_audit()).ok
+
+
 def run_check(store: Store, check: Check) -> None:
     """Run one contract check against ``store`` and close it."""
 

@@ -32,8 +32,9 @@ from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
+from modelrouter.runtime.aliases import AliasCoordinator
 from modelrouter.runtime.intents import IntentFollower
-from modelrouter.runtime.repository import AliasMove, ModelRepository
+from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import BATCH_SIZE, ProcessShadows
 from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
@@ -66,6 +67,7 @@ class Services:
     rollouts: RolloutManager | None = None
     guard: StoreGuard | None = None
     intents: IntentFollower | None = None
+    aliases: AliasCoordinator | None = None
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
@@ -96,6 +98,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
     services.guard = StoreGuard(store, routing, server.storeCheckInterval)
     services.intents = IntentFollower(repository, store, server.storePollInterval)
+    services.aliases = AliasCoordinator(repository, store, server.mlflow.pollInterval)
     services.rollouts = build_manager(
         config,
         store,
@@ -165,32 +168,6 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
             log.info("config file %s: new routing for %s", source, ", ".join(changed))
 
 
-async def watch_mlflow_aliases(services: Services) -> None:
-    """Swap in the version an MLflow alias moved to, and record each move in the audit log."""
-
-    async def record(move: AliasMove) -> None:
-        await services.store.append_audit(
-            [
-                {
-                    "kind": "admin",
-                    "actor": "mlflow-alias-watch",
-                    "action": "alias-moved",
-                    "model": move.model,
-                    "version": move.version,
-                    "before": move.before,
-                    "after": move.after,
-                    "reason": (
-                        f"{move.name}@{move.alias} moved to version {move.after}"
-                        + (f"; not swapped: {move.error}" if move.error else "; swapped in")
-                    ),
-                }
-            ]
-        )
-
-    interval = services.loaded.config.server.mlflow.pollInterval
-    await services.repository.watch_aliases(interval, record)
-
-
 async def prune_periodically(services: Services) -> None:
     retention = services.loaded.config.server.audit.retention
     if retention is None:
@@ -227,7 +204,8 @@ async def running(services: Services) -> AsyncIterator[None]:
             await services.intents.prime()  # held versions are not loaded at all
             services.tasks.append(asyncio.create_task(services.intents.run()))
         await services.repository.load_all()
-        services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
+        if services.aliases is not None:  # one gateway watches MLflow, every one follows
+            services.tasks.append(asyncio.create_task(services.aliases.run()))
         if services.rollouts is not None:
             services.rollouts.start()
         try:

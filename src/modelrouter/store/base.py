@@ -88,6 +88,20 @@ class IntentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AliasRecord:
+    """Where an MLflow alias (``name@alias``) points, as the cluster's alias watcher last saw it.
+
+    ``revision`` counts alias writes across all aliases; every gateway swaps its
+    ``models:/name@alias`` versions to ``version`` (see :mod:`modelrouter.runtime.aliases`)."""
+
+    name: str
+    alias: str
+    version: str
+    revision: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AuditBounds:
     """Where the stored log starts (``anchor``: the last pruned record) and ends (``head``)."""
 
@@ -393,6 +407,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def intent_revision(self) -> int:
         """The newest intent revision (0: none); cheap to poll."""
+
+    # -- MLflow aliases (written by the one gateway holding the watch lease) -----------------
+
+    @abc.abstractmethod
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        """Set ``name@alias`` to ``version`` if it still points at ``expected`` (None: not
+        stored yet), with the next alias revision, and append ``record`` (the move's audit
+        record) in the same transaction. None when it changed meanwhile (nothing written)."""
+
+    @abc.abstractmethod
+    async def list_aliases(self) -> list[AliasRecord]:
+        """Every stored alias, by revision."""
 
     # -- telemetry windows (per-gateway, per-bucket rows; see modelrouter.telemetry.recorder) --
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from modelrouter.audit.chain import GENESIS, ChainPoint, seal
 from modelrouter.store.base import (
+    AliasRecord,
     AuditBounds,
     Clock,
     IntentRecord,
@@ -53,6 +54,7 @@ class MemoryStore(Store):
         self._rollouts: dict[str, RolloutRecord] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._intents: dict[tuple[str, str], IntentRecord] = {}
+        self._aliases: dict[tuple[str, str], AliasRecord] = {}
 
     # -- routing -------------------------------------------------------------------------
 
@@ -244,6 +246,28 @@ class MemoryStore(Store):
 
     async def intent_revision(self) -> int:
         return max((i.revision for i in self._intents.values()), default=0)
+
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        async with self._lock:
+            current = self._aliases.get((name, alias))
+            if (current.version if current else None) != expected:
+                return None
+            revision = max((a.revision for a in self._aliases.values()), default=0) + 1
+            moved = AliasRecord(name, alias, str(version), revision, self._clock())
+            if record is not None:
+                self._append_locked(prepare_records([record], moved.updated_at))
+            self._aliases[(name, alias)] = moved
+        return moved
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        return sorted(self._aliases.values(), key=lambda a: a.revision)
 
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
         checked = check_metric_rows(rows)

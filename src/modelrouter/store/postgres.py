@@ -32,6 +32,7 @@ from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreErr
 from modelrouter.store.base import (
     METRIC_COLUMNS,
     SCHEMA_VERSION,
+    AliasRecord,
     AuditBounds,
     Clock,
     IntentRecord,
@@ -129,6 +130,7 @@ class PostgresStore(Store):
         self._t_rollout = f"{s}.mr_rollout"
         self._t_lock = f"{s}.mr_lock"
         self._t_intent = f"{s}.mr_intent"
+        self._t_alias = f"{s}.mr_alias"
         self._faults = FaultTracker()
 
     # -- plumbing ------------------------------------------------------------------------
@@ -276,6 +278,14 @@ class PostgresStore(Store):
                 revision bigint NOT NULL,
                 updated_at double precision NOT NULL,
                 PRIMARY KEY (model, version))""",
+            # MLflow aliases as the cluster's alias watcher last saw them
+            f"""CREATE TABLE IF NOT EXISTS {self._t_alias} (
+                name text NOT NULL,
+                alias text NOT NULL,
+                version text NOT NULL,
+                revision bigint NOT NULL,
+                updated_at double precision NOT NULL,
+                PRIMARY KEY (name, alias))""",
             # the epoch is set by _migrate, for a new row and a row of schema 1 alike
             f"""INSERT INTO {self._t_state}
                 (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
@@ -733,6 +743,53 @@ class PostgresStore(Store):
             cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_intent}")
             row = await cur.fetchone()
             return int(row[0]) if row else 0
+
+        return await self._op(read)
+
+    # -- MLflow aliases ------------------------------------------------------------------
+
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        prepared = None if record is None else prepare_records([record], self._clock())
+
+        async def write(conn: Conn) -> AliasRecord | None:
+            cur = await conn.execute(
+                f"SELECT version FROM {self._t_alias} WHERE name = %s AND alias = %s",
+                (name, alias),
+            )
+            row = await cur.fetchone()
+            if (row[0] if row else None) != expected:
+                return None
+            cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_alias}")
+            top = await cur.fetchone()
+            moved = AliasRecord(
+                name, alias, str(version), (int(top[0]) if top else 0) + 1, self._clock()
+            )
+            await conn.execute(
+                f"INSERT INTO {self._t_alias} VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version,"
+                " revision = excluded.revision, updated_at = excluded.updated_at",
+                (name, alias, moved.version, moved.revision, moved.updated_at),
+            )
+            if prepared is not None:
+                await self._append_locked(conn, prepared)
+            return moved
+
+        return await self._write(write)
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        async def read(conn: Conn) -> list[AliasRecord]:
+            cur = await conn.execute(
+                "SELECT name, alias, version, revision, updated_at"
+                f" FROM {self._t_alias} ORDER BY revision"
+            )
+            return [AliasRecord(*r) for r in await cur.fetchall()]
 
         return await self._op(read)
 

@@ -30,6 +30,7 @@ from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
     METRIC_COLUMNS,
     SCHEMA_VERSION,
+    AliasRecord,
     AuditBounds,
     Clock,
     IntentRecord,
@@ -132,6 +133,14 @@ _SCHEMA = [
         revision INTEGER NOT NULL,
         updated_at REAL NOT NULL,
         PRIMARY KEY (model, version))""",
+    # MLflow aliases as the cluster's alias watcher last saw them
+    """CREATE TABLE IF NOT EXISTS mr_alias (
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        version TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (name, alias))""",
     f"""INSERT OR IGNORE INTO mr_state
         (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
         VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
@@ -632,6 +641,43 @@ class SQLiteStore(Store):
         def read(conn: sqlite3.Connection) -> int:
             (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_intent").fetchone()
             return int(top)
+
+        return await self._run(self._read, read)
+
+    # -- MLflow aliases ------------------------------------------------------------------
+
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        def write(conn: sqlite3.Connection) -> AliasRecord | None:
+            row = conn.execute(
+                "SELECT version FROM mr_alias WHERE name = ? AND alias = ?", (name, alias)
+            ).fetchone()
+            if (row[0] if row else None) != expected:
+                return None
+            (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_alias").fetchone()
+            moved = AliasRecord(name, alias, str(version), top + 1, self._clock())
+            conn.execute(
+                "INSERT OR REPLACE INTO mr_alias VALUES (?, ?, ?, ?, ?)",
+                (name, alias, moved.version, moved.revision, moved.updated_at),
+            )
+            if record is not None:
+                self._append_locked(conn, [record], moved.updated_at)
+            return moved
+
+        return await self._write(write)
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        def read(conn: sqlite3.Connection) -> list[AliasRecord]:
+            rows = conn.execute(
+                "SELECT name, alias, version, revision, updated_at FROM mr_alias ORDER BY revision"
+            ).fetchall()
+            return [AliasRecord(*r) for r in rows]
 
         return await self._run(self._read, read)
 
