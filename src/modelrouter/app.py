@@ -98,6 +98,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     services = Services(loaded, store, repository, routing, shadow, audit, dataplane, telemetry)
     services.guard = StoreGuard(store, routing, server.storeCheckInterval)
     services.intents = IntentFollower(repository, store, server.storePollInterval)
+    services.guard.listeners.append(services.intents.on_store_fault)
     services.aliases = AliasCoordinator(repository, store, server.mlflow.pollInterval)
     services.rollouts = build_manager(
         config,

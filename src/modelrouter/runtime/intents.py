@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelrouter.errors import StoreError
 from modelrouter.runtime.repository import ModelRepository, VersionEntry, VersionState
 from modelrouter.store.base import IntentRecord, IntentState, Store
+from modelrouter.store.faults import StoreFault
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +107,12 @@ class IntentFollower:
         """Apply every intent not applied here yet; returns those applied."""
         async with self._lock:
             top = await self.store.intent_revision()
-            if top == self._seen_revision:
-                return []
-            if top < self._seen_revision:  # the store lost its intents (a reset): start over
+            newest = max([self._seen_revision, *self._applied.values()])
+            if top < newest:  # the store lost its intents (a reset): start over
                 log.warning("repository intents: the store went back to revision %d", top)
-                self._applied.clear()
+                self._forget()
+            elif top == self._seen_revision:
+                return []
             done = []
             for intent in await self.store.list_intents():
                 key = (intent.model, intent.version)
@@ -128,6 +131,17 @@ class IntentFollower:
                 )
             self._seen_revision = top
             return done
+
+    async def on_store_fault(self, faults: Sequence[StoreFault]) -> None:
+        """The store lost state (see :mod:`modelrouter.store_guard`): its intent revisions
+        start again, so what was applied here says nothing about the new ones. The versions
+        keep their state."""
+        async with self._lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        self._applied.clear()
+        self._seen_revision = 0
 
     async def run(self) -> None:
         """Follow the store until cancelled; an unreachable store is retried."""

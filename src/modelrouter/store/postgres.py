@@ -465,12 +465,13 @@ class PostgresStore(Store):
             raise StoreError(f"PostgreSQL store {self.url}: the state row is missing")
         return str(row[0]), AuditBounds(ChainPoint(row[1], row[2]), ChainPoint(row[3], row[4]))
 
-    async def _repair_locked(self, conn: Conn) -> None:
-        """Under the write lock: handle a fault (gap record) before anything is appended."""
+    async def _repair_locked(self, conn: Conn) -> ChainPoint:
+        """Under the write lock: handle a fault (gap record) before anything is appended.
+        Returns the head to append after."""
         epoch, bounds = await self._state(conn)
         if not self._faults.suspect(epoch, bounds.head):
             self._faults.observe(epoch, bounds.head)
-            return
+            return bounds.head
         cur = await conn.execute(
             f"SELECT record, prev_hash, hash FROM {self._t_audit} WHERE kind = %s"
             " ORDER BY seq DESC LIMIT %s",
@@ -478,10 +479,10 @@ class PostgresStore(Store):
         )
         gaps = [unseal(*row) for row in await cur.fetchall()]
         if self._faults.adopt(epoch, bounds.head, gaps):
-            return
+            return bounds.head
         repair = self._faults.plan(epoch, bounds.head, bounds.anchor, gaps)
         if repair is None:
-            return
+            return bounds.head
         if repair.rebase:
             await conn.execute(
                 f"UPDATE {self._t_state} SET anchor_seq = %s, anchor_hash = %s,"
@@ -490,20 +491,21 @@ class PostgresStore(Store):
             )
         await conn.execute(f"UPDATE {self._t_state} SET epoch = %s WHERE id = 1", (repair.epoch,))
         now = self._clock()
-        (seq,) = await self._append_raw(conn, prepare_records([repair.record(now)], now))
-        _, after = await self._state(conn)
-        self._faults.repaired(repair, seq, after.head)
+        start = repair.seen if repair.rebase else bounds.head
+        await self._append_raw(conn, prepare_records([repair.record(now)], now), start)
+        head = self._faults.seen  # the gap record
+        self._faults.repaired(repair, head.seq, head)
+        return head
 
     async def _append_locked(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
-        await self._repair_locked(conn)
-        return await self._append_raw(conn, prepared)
+        head = await self._repair_locked(conn)
+        return await self._append_raw(conn, prepared, head)
 
-    async def _append_raw(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
-        cur = await conn.execute(f"SELECT head_seq, head_hash FROM {self._t_state} WHERE id = 1")
-        row = await cur.fetchone()
-        if row is None:
-            raise StoreError(f"PostgreSQL store {self.url}: the state row is missing")
-        head_seq, head_hash = row
+    async def _append_raw(
+        self, conn: Conn, prepared: list[dict[str, Any]], head: ChainPoint
+    ) -> list[int]:
+        """Seal and insert ``prepared`` after ``head`` (read under the write lock)."""
+        head_seq, head_hash = head.seq, head.hash
         if len(prepared) > _INLINE_BATCH:  # hashing is CPU work: keep the event loop free
             rows = await asyncio.to_thread(_sealed_rows, prepared, head_seq, head_hash)
         else:

@@ -396,22 +396,23 @@ class SQLiteStore(Store):
         ).fetchone()
         return str(epoch), AuditBounds(ChainPoint(a_seq, a_hash), ChainPoint(h_seq, h_hash))
 
-    def _repair_locked(self, conn: sqlite3.Connection) -> None:
-        """Inside the write transaction: handle a fault (gap record) before any append."""
+    def _repair_locked(self, conn: sqlite3.Connection) -> ChainPoint:
+        """Inside the write transaction: handle a fault (gap record) before any append.
+        Returns the head to append after."""
         epoch, bounds = self._state(conn)
         if not self._faults.suspect(epoch, bounds.head):
             self._faults.observe(epoch, bounds.head)
-            return
+            return bounds.head
         rows = conn.execute(
             "SELECT record, prev_hash, hash FROM mr_audit WHERE kind = ? ORDER BY seq DESC LIMIT ?",
             (GAP_KIND, RECENT_GAPS),
         ).fetchall()
         gaps = [unseal(*r) for r in rows]
         if self._faults.adopt(epoch, bounds.head, gaps):
-            return
+            return bounds.head
         repair = self._faults.plan(epoch, bounds.head, bounds.anchor, gaps)
         if repair is None:
-            return
+            return bounds.head
         if repair.rebase:
             seen = repair.seen
             conn.execute(
@@ -421,23 +422,28 @@ class SQLiteStore(Store):
             )
         conn.execute("UPDATE mr_state SET epoch = ? WHERE id = 1", (repair.epoch,))
         now = self._clock()
-        (seq,) = self._append_raw(conn, [repair.record(now)], now)
-        self._faults.repaired(repair, seq, self._state(conn)[1].head)
+        start = repair.seen if repair.rebase else bounds.head
+        self._append_raw(conn, [repair.record(now)], now, start)
+        head = self._faults.seen  # the gap record
+        self._faults.repaired(repair, head.seq, head)
+        return head
 
     def _append_locked(
         self, conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
     ) -> list[int]:
         """Seal and insert ``records`` (in the store's thread, inside the write transaction)."""
-        self._repair_locked(conn)
-        return self._append_raw(conn, records, now)
+        head = self._repair_locked(conn)
+        return self._append_raw(conn, records, now, head)
 
     def _append_raw(
-        self, conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
+        self,
+        conn: sqlite3.Connection,
+        records: Sequence[Mapping[str, Any]],
+        now: float,
+        head: ChainPoint,
     ) -> list[int]:
         prepared = prepare_records(records, now)
-        head_seq, head_hash = conn.execute(
-            "SELECT head_seq, head_hash FROM mr_state WHERE id = 1"
-        ).fetchone()
+        head_seq, head_hash = head.seq, head.hash
         rows = []
         seqs = []
         for data in prepared:
