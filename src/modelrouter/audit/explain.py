@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from modelrouter.audit.gaps import GAP_KIND, explain_gap
+
 _MAX_CHANGES = 6
 _BUCKETS = 10_000
 
@@ -86,6 +88,8 @@ def explain(record: Mapping[str, Any]) -> str:
             return _explain_change(record)
         if kind in ("admin", "rollout"):
             return _explain_action(record)
+        if kind == GAP_KIND:
+            return explain_gap(record)
     except Exception:  # a malformed record still gets listed, field by field
         pass
     return _explain_other(record)

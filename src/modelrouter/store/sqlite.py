@@ -146,6 +146,10 @@ _SCHEMA = [
         VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
 ]
 
+_ABANDONED: list[sqlite3.Connection] = []
+"""Connections to a database file that was deleted under them, never closed (see
+:meth:`SQLiteStore._check_file`)."""
+
 _INSERT_AUDIT = (
     "INSERT INTO mr_audit"
     " (seq, time, kind, model, version, rule, request_id, record, prev_hash, hash)"
@@ -184,7 +188,7 @@ class SQLiteStore(Store):
         self._open_lock = asyncio.Lock()
         self._faults = FaultTracker()
         self._identity: tuple[int, int] | None = None
-        self._abandoned: list[sqlite3.Connection] = []
+        self._wal_identity: tuple[int, int] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -222,6 +226,7 @@ class SQLiteStore(Store):
             conn.close()
             raise
         self._identity = _file_identity(self.path)
+        self._wal_identity = _file_identity(Path(f"{self.path}-wal"))
         self._faults.observe(epoch, bounds.head)
         return conn
 
@@ -247,17 +252,25 @@ class SQLiteStore(Store):
 
     def _check_file(self) -> None:
         """In the store's thread: the file was deleted or replaced (a reset) -> open the new
-        one. The old connection is left open, not closed: closing the last connection of a WAL
-        database checkpoints and deletes ``<file>-wal`` by name, which may now be the new
-        database's."""
+        one. Closing the old connection (the last one of its WAL database) checkpoints and
+        deletes ``<file>-wal`` *by name*: it is closed only while that name is free or still its
+        own WAL; when another process already made a new ``-wal`` there, it is abandoned
+        instead (kept open for the life of the process)."""
         if self._conn is None or _file_identity(self.path) == self._identity:
             return
         log.warning("SQLite store %s: the file was deleted or replaced; opening it anew", self.path)
+        wal = Path(f"{self.path}-wal")
         if not self.path.exists():
-            for suffix in ("-wal", "-shm"):  # left over from the old file, never the new one's
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-        self._abandoned.append(self._conn)
-        self._conn = None
+            for stale in (wal, Path(f"{self.path}-shm")):  # left over from the old file
+                stale.unlink(missing_ok=True)
+        old, self._conn = self._conn, None
+        if _file_identity(wal) in (None, self._wal_identity):
+            try:
+                old.close()
+            except sqlite3.Error as exc:
+                log.warning("SQLite store %s: closing the old file failed: %s", self.path, exc)
+        else:
+            _ABANDONED.append(old)
         self._conn = self._connect_keeping_faults()
 
     def _connect_keeping_faults(self) -> sqlite3.Connection:
@@ -330,7 +343,6 @@ class SQLiteStore(Store):
                 return
             if conn is not None:
                 await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-            self._abandoned.clear()
             executor.shutdown(wait=False)
 
     # -- routing -------------------------------------------------------------------------

@@ -94,3 +94,10 @@ def test_gap_summaries_are_in_seq_order() -> None:
         {"kind": "gap", "seq": 2, "cause": "empty", "found_seq": 0, "lost_first": 1},
     ]
     assert [g["seq"] for g in gap_summaries(gaps)] == [2, 9]
+
+
+def test_audit_explain_reads_a_gap_record_as_a_gap() -> None:
+    from modelrouter.audit.explain import explain
+
+    gap = {"kind": "gap", "seq": 41, "cause": "empty", "found_seq": 0, "lost_first": 1}
+    assert explain(gap | {"lost_last": 40, "seen_seq": 40}).startswith("gap at seq 41")
