@@ -49,8 +49,9 @@ models:
 
 
 @contextlib.contextmanager
-def gateway(config: Path, log: Path) -> Iterator[httpx.Client]:
-    """``modelrouter serve`` in its own process (output to ``log``), once its models are ready."""
+def gateway(config: Path, log: Path, ready: str = "/v2/health/ready") -> Iterator[httpx.Client]:
+    """``modelrouter serve`` in its own process (output to ``log``), once ``ready`` answers 200
+    (by default: once its models are ready)."""
     if not (EXAMPLE_MODELS / "churn" / "v1" / "model.joblib").exists():
         subprocess.run(
             [sys.executable, str(ROOT / "examples" / "build_models.py")], check=True, cwd=ROOT
@@ -80,7 +81,7 @@ def gateway(config: Path, log: Path) -> Iterator[httpx.Client]:
         while True:
             assert proc.poll() is None, f"gateway exited:\n{log.read_text()}"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{ready}", timeout=1).status_code == 200:
                     break
             assert time.monotonic() < deadline, f"gateway not ready:\n{log.read_text()}"
             time.sleep(0.1)

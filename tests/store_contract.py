@@ -113,11 +113,11 @@ async def put_routing_writes_a_change_record(store: Store) -> None:
     assert first["what"] == "routing of churn"
     assert first["before"] is None
     assert first["after"] == DOC_V1
-    assert first["table_version"] == 1
+    assert first["routing_version"] == 1
     assert second["before"] == DOC_V1
     assert second["after"] == DOC_SPLIT
     assert second["reason"] == "start canary"
-    assert (second["previous_table_version"], second["table_version"]) == (1, 2)
+    assert (second["previous_routing_version"], second["routing_version"]) == (1, 2)
     assert second["model"] == "churn"
     assert (await store.verify_audit()).ok
 
@@ -408,6 +408,35 @@ async def alias_moves_are_compare_and_set_with_one_record(store: Store) -> None:
     ]
     records = await store.query_audit(kind="admin", limit=None)
     assert [(r["before"], r["after"]) for r in records] == [("1", "2")]  # the baseline: none
+
+
+async def scan_and_audit_hashes_read_what_verify_needs(store: Store) -> None:
+    await store.append_audit([decision(i) for i in range(5)])
+    page = await store.scan_audit(1, 3)
+    assert [r.record["seq"] for r in page] == [2, 3, 4]
+    for row in page:
+        if row.columns is not None:  # SQL stores: the index columns as stored
+            assert row.columns[0] == row.record["seq"]
+            assert row.columns[6] == row.record["request_id"]
+    hashes = await store.audit_hashes([5, 2, 42])
+    assert hashes == {2: page[0].record["hash"], 5: (await store.audit_bounds()).head.hash}
+    assert await store.audit_hashes([]) == {}
+
+
+@contract
+async def feedback_is_unique_per_request_id(store: Store) -> None:
+    """A database constraint, not a query before the insert: a second feedback record of a
+    request is a Conflict, the chain is untouched, other kinds may share the request id."""
+    fb = {"kind": "feedback", "request_id": "req-1", "model": "churn", "version": "v1"}
+    await store.append_audit([decision(1), fb])
+    head = (await store.audit_bounds()).head
+    with pytest.raises(Conflict, match="request_id: feedback"):
+        await store.append_audit([decision(2), {**fb, "reward": 1.0}])
+    with pytest.raises(Conflict):
+        await store.append_audit([{**fb, "request_id": "req-3"}, {**fb, "request_id": "req-3"}])
+    assert (await store.audit_bounds()).head == head  # nothing of the refused batches
+    await store.append_audit([decision(1), {**fb, "request_id": "req-2"}])
+    assert len(await store.query_audit(kind="feedback", limit=None)) == 2
     assert (await store.verify_audit()).ok
 
 
@@ -458,3 +487,32 @@ async def main(url, go):
         print(time.time(), flush=True)
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
+
+
+# -- tampering with the rows of a SQL store (SQLite and PostgreSQL tests share these) ---------
+
+COLUMN_EDITS = {
+    "request_id": "request_id = 'req-999'",
+    "model": "model = 'ltv'",
+    "version": "version = 'v9'",
+    "time": "time = time - 86400",
+    "kind": "kind = 'admin'",
+    "rule": "rule = 'other'",
+}
+"""``SET`` clauses that edit one index column of a row and leave its hashed record alone."""
+
+
+def forged_row(seq: int, prev_hash: str) -> tuple[Any, ...]:
+    """The ten ``mr_audit`` values of a decision chained correctly after ``prev_hash`` as
+    ``seq``, as someone who writes rows but not the head would insert it."""
+    from modelrouter.audit.chain import index_columns, prepare_record, seal_text
+
+    data = prepare_record(decision(seq, request_id="forged"), time.time())
+    body, digest = seal_text(data, seq, prev_hash)
+    return (seq, *index_columns(data), body, prev_hash, digest)
+
+
+FORGED_INSERT = (
+    "INSERT INTO AUDIT (seq, time, kind, model, version, rule, request_id, record, prev_hash,"
+    " hash) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)

@@ -58,6 +58,15 @@ def gateway_process(
     config: Path, port: int | None = None, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """``modelrouter serve CONFIG`` in its own process; yield its base URL once it is ready."""
+    with gateway_subprocess(config, port, env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def gateway_subprocess(
+    config: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """As :func:`gateway_process`, yielding the base URL and the gateway's process id."""
     port = port or free_port()
     proc = subprocess.Popen(
         [
@@ -90,7 +99,7 @@ def gateway_process(
             if time.monotonic() > deadline:
                 raise RuntimeError("gateway did not become live in 60s")
             time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:

@@ -1,7 +1,12 @@
-"""``modelrouter audit``: read, explain, verify and prune the audit log of a store.
+"""``modelrouter audit``: read, explain, verify, prune and checkpoint the audit log.
 
-Every command takes ``--store URL`` (or ``$MODELROUTER_STORE``) or ``--config FILE`` (its
-``server.store``). Attach with ``main.add_command(audit)``.
+``query``, ``explain`` and ``verify`` ask a gateway's control API with ``--url URL`` (and
+``--token`` or ``$MODELROUTER_ADMIN_TOKEN``), as ``modelrouter rollout`` does; or, offline, read
+the store itself with ``--store URL`` (or ``$MODELROUTER_STORE``) or ``--config FILE`` (its
+``server.store``). Both ways run the same control-plane code
+(:class:`~modelrouter.control.AuditReads`: the same filters, the same refusals). ``tail`` and
+``prune`` work on the store, and so do ``keygen``, ``checkpoint`` and ``verify --checkpoints``
+(signed checkpoints of the head, kept outside the store). Attach with ``main.add_command(audit)``.
 """
 
 from __future__ import annotations
@@ -10,19 +15,30 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 
-from modelrouter.audit.explain import explain as explain_record
+from modelrouter.audit.checkpoints import (
+    Checkpoint,
+    CheckpointResult,
+    verify_checkpoints,
+    write_checkpoint,
+)
 from modelrouter.audit.explain import iso_time, summarize
-from modelrouter.audit.gaps import gap_summaries
+from modelrouter.audit.query import check_kind
+from modelrouter.audit.signing import PublicKey, SigningKey, load_public_key, load_signing_key
+from modelrouter.audit.sinks import open_sink
+from modelrouter.cli_http import call
 from modelrouter.config.durations import parse_duration, parse_time
-from modelrouter.errors import ModelRouterError
+from modelrouter.control.audit import AUDIT_KINDS, AuditFilter, AuditReads
+from modelrouter.errors import InvalidInput, ModelRouterError
 from modelrouter.store import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,15 +54,6 @@ def parse_when(text: str, now: float | None = None) -> float:
     """Epoch seconds from an ISO time (no zone means UTC), epoch seconds, or a duration
     meaning "that long ago" (``10m``, ``2h``, ``1d``)."""
     return parse_time(text, time.time() if now is None else now)
-
-
-def _when_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_when(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -70,7 +77,7 @@ def store_url(store: str | None, config: Path | None) -> str:
 
         try:
             loaded = load_config(config)
-            url = resolve_store_url(loaded.config.server.store, loaded.base_dir)
+            url = resolve_store_url(loaded.config.server.store_location(), loaded.base_dir)
         except ModelRouterError as exc:
             raise click.ClickException(f"{config}: {exc.message}") from None
     else:
@@ -111,7 +118,8 @@ def with_store(fn: F) -> F:
 
 
 def run(url: str, body: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
-    """Open the store, run ``body(store)``, close it; store errors become a clean exit 1."""
+    """Open the store, run ``body(store)``, close it; a bad filter is a usage error (exit 2),
+    store errors a clean exit 1."""
 
     async def main() -> T:
         async with open_store(url) as store:
@@ -119,8 +127,65 @@ def run(url: str, body: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except InvalidInput as exc:
+        raise click.UsageError(exc.message) from None
     except ModelRouterError as exc:
         raise click.ClickException(exc.message) from None
+
+
+class Target:
+    """Where a read goes: a gateway's control API (``gateway``) or a store (``store``)."""
+
+    def __init__(self, gateway: str | None, token: str | None, store: str | None) -> None:
+        self.gateway = gateway
+        self.token = token
+        self.store = store
+
+    def reads(self, body: Callable[[AuditReads], Coroutine[Any, Any, T]]) -> T:
+        assert self.store is not None
+        return run(self.store, lambda store: body(AuditReads(store)))
+
+    def get(self, path: str, params: dict[str, str] | None = None, ok: tuple[int, ...] = ()) -> Any:
+        assert self.gateway is not None
+        return call(self.gateway, self.token, "GET", path, params, ok)
+
+
+def with_target(fn: F) -> F:
+    """Add ``--url``/``--token`` (a gateway) and ``--store``/``--config`` (offline); the
+    command receives ``target``."""
+
+    @click.option("--url", "gateway", metavar="URL", help="A gateway (its control API).")
+    @click.option(
+        "--token", envvar="MODELROUTER_ADMIN_TOKEN", help="Admin token for --url (or the env var)."
+    )
+    @click.option(
+        "--store",
+        "store",
+        envvar="MODELROUTER_STORE",
+        metavar="URL",
+        help="Offline: store URL, sqlite:///path.db or postgresql://user@host:port/db[?schema=s].",
+    )
+    @click.option(
+        "--config",
+        "config",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Offline: the config file whose server.store to use.",
+    )
+    @functools.wraps(fn)
+    def wrapper(
+        gateway: str | None,
+        token: str | None,
+        store: str | None,
+        config: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        if gateway is not None:
+            if config is not None:
+                raise click.UsageError("give --url or --store/--config, not both")
+            return fn(target=Target(gateway, token, None), **kwargs)
+        return fn(target=Target(None, None, store_url(store, config)), **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -171,14 +236,14 @@ def tail(url: str, count: int, follow: bool, as_json: bool, interval: float) -> 
 
 
 @audit.command()
-@with_store
+@with_target
 @click.option("--model", help="Only records of this model.")
 @click.option("--version", "version", help="Only decisions served by this model version.")
 @click.option("--rule", help="Only decisions made by this rule.")
-@click.option("--kind", help="decision, change, admin or rollout.")
+@click.option("--kind", help=f"One of {', '.join(AUDIT_KINDS)}.")
 @click.option("--request-id", help="Only the records of this request.")
-@click.option("--since", callback=_when_option, help="ISO time, or a duration ago (10m, 2h, 1d).")
-@click.option("--until", callback=_when_option, help="ISO time, or a duration ago.")
+@click.option("--since", help="ISO time, epoch seconds, or a duration ago (10m, 2h, 1d).")
+@click.option("--until", help="ISO time, epoch seconds, or a duration ago.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True)
 @click.option(
     "--order",
@@ -188,81 +253,194 @@ def tail(url: str, count: int, follow: bool, as_json: bool, interval: float) -> 
     help="By seq: desc lists the newest first.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def query(
-    url: str,
-    model: str | None,
-    version: str | None,
-    rule: str | None,
-    kind: str | None,
-    request_id: str | None,
-    since: float | None,
-    until: float | None,
-    limit: int,
-    order: str,
-    as_json: bool,
-) -> None:
+def query(target: Target, as_json: bool, **options: Any) -> None:
     """Records matching every filter given."""
-
-    async def body(store: Store) -> list[dict[str, Any]]:
-        return await store.query_audit(
-            model=model,
-            version=version,
-            rule=rule,
-            kind=kind,
-            request_id=request_id,
-            since=since,
-            until=until,
-            limit=limit,
-            order="asc" if order == "asc" else "desc",
-        )
-
-    _emit(run(url, body), as_json)
+    params = {k: str(v) for k, v in options.items() if v is not None}
+    if "kind" in params:
+        try:
+            check_kind(params["kind"])
+        except InvalidInput as exc:
+            raise click.UsageError(exc.message) from None
+    if target.gateway is not None:
+        records = target.get("/api/v1/audit", params)["records"]
+    else:
+        try:
+            filters = AuditFilter.parse(params)
+        except InvalidInput as exc:
+            raise click.UsageError(exc.message) from None
+        records = target.reads(lambda reads: reads.query(filters))
+    _emit(records, as_json)
 
 
 @audit.command()
-@with_store
+@with_target
 @click.argument("request_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON as well.")
-def explain(url: str, request_id: str, as_json: bool) -> None:
-    """Why REQUEST_ID was routed the way it was, in words."""
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON as well.")
+def explain(target: Target, request_id: str, as_json: bool) -> None:
+    """Why REQUEST_ID was routed the way it was, in words.
 
-    async def body(store: Store) -> dict[str, Any] | None:
-        return await store.get_decision(request_id)
-
-    record = run(url, body)
-    if record is None:
-        raise click.ClickException(f"no decision recorded for request id {request_id!r}")
-    click.echo(explain_record(record))
+    Every record with that id is shown (decisions, feedback); when a client reused the id for
+    several requests, each of their decisions is, and the first line says so.
+    """
+    if target.gateway is not None:
+        doc = target.get(f"/api/v1/decisions/{quote(request_id, safe='')}")
+    else:
+        doc = target.reads(lambda reads: reads.explain(request_id))
+    if doc.get("note"):
+        click.echo(f"Note: {doc['note']}.")
+    found = doc.get("records") or [doc["record"]]
+    texts = doc.get("explanations") or [doc["explanation"]]
+    several = len(found) > 1
+    for record, text in zip(found, texts, strict=True):
+        click.echo(f"[seq {record.get('seq', '?')}] {text}" if several else text)
     if as_json:
-        click.echo(json.dumps(record, ensure_ascii=False, sort_keys=True, indent=2))
+        shown = found if several else found[0]
+        click.echo(json.dumps(shown, ensure_ascii=False, sort_keys=True, indent=2))
+
+
+@audit.command()
+@with_target
+@click.option(
+    "--checkpoints",
+    "sink",
+    metavar="SINK",
+    help="Also check the signed checkpoints in this file or s3://bucket/key (offline only).",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The checkpoints' public key (PEM; a private key file works too).",
+)
+def verify(target: Target, sink: str | None, public_key: Path | None) -> None:
+    """Check the hash chain: exit 0 if no record was edited, deleted, reordered or planted.
+
+    With --checkpoints, also check the signed checkpoints written outside the store: they
+    detect a log cut short or rewritten together with its head, which the chain alone cannot.
+    """
+    if public_key is not None and sink is None:
+        raise click.UsageError("--public-key needs --checkpoints SINK")
+    if sink is not None:
+        if target.store is None:
+            raise click.UsageError("--checkpoints reads the store itself: give --store or --config")
+        _verify_checkpoints(target.store, sink, public_key)
+        return
+    if target.gateway is not None:
+        doc = target.get("/api/v1/audit/verify", ok=(409,))
+    else:
+        doc = target.reads(lambda reads: reads.verify()).to_json()
+    for gap in doc.get("gaps") or []:  # records a store fault lost, each explained
+        click.echo(f"GAP: {gap['explanation']}")
+    if doc["ok"]:
+        lost = f"; {len(doc['gaps'])} gap(s) in the log, explained above" if doc.get("gaps") else ""
+        click.echo(
+            f"OK: {doc['checked']} records verified{_pruned(doc.get('anchorSeq') or 0)}{lost}"
+        )
+        return
+    _failed(doc["firstBadSeq"], doc["reason"], doc["checked"])
+
+
+def _pruned(anchor_seq: int) -> str:
+    return f" (from seq {anchor_seq + 1}; older ones pruned)" if anchor_seq else ""
+
+
+def _failed(seq: int | None, reason: str, checked: int) -> None:
+    where = f"at seq {seq}" if seq is not None else "(checkpoints)"
+    click.echo(f"FAILED {where}: {reason} ({checked} records verified before it)", err=True)
+    sys.exit(1)
+
+
+def _verify_checkpoints(url: str, target: str, public_key: Path | None) -> None:
+    try:
+        key = None if public_key is None else load_public_key(public_key)
+        sink = open_sink(target)
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def body(store: Store) -> tuple[CheckpointResult, int]:
+        result = await verify_checkpoints(store, sink.lines(), key)
+        return result, (await store.audit_bounds()).anchor.seq
+
+    result, anchor_seq = run(url, body)
+    chain = result.chain
+    if not result.ok:
+        _failed(result.first_bad_seq, result.reason, chain.checked)
+    newest = result.newest
+    assert newest is not None  # ok means at least one checkpoint verified
+    click.echo(
+        f"OK: {chain.checked} records verified{_pruned(anchor_seq)}; "
+        f"{result.checkpoints} checkpoints signed by key {PublicKey.from_hex(newest.key).key_id} "
+        f"agree (newest: seq {newest.seq} at {iso_time(newest.time)}"
+        + (f", {result.pruned} before the pruned part" if result.pruned else "")
+        + ")"
+    )
+    if not result.key_given:
+        click.echo(
+            "warning: checked against the key inside the checkpoints; give --public-key to "
+            "rule out checkpoints forged with another key",
+            err=True,
+        )
+
+
+@audit.command()
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key file to write (the public key goes to OUT.pub).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def keygen(out: Path, force: bool) -> None:
+    """Make an Ed25519 key pair for signed audit checkpoints.
+
+    The private key (OUT, readable by its owner only) goes to the gateways
+    (server.audit.checkpoints.keyFile, or its text in the variable named by keyEnv); the
+    public key (OUT.pub) goes to whoever runs `audit verify --checkpoints`.
+    """
+    pub = out.with_name(out.name + ".pub")
+    for path in (out, pub):
+        if path.exists() and not force:
+            raise click.ClickException(f"{path} exists (give --force to overwrite it)")
+    try:
+        key = SigningKey.generate()
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.pem())
+        os.chmod(out, 0o600)
+        pub.write_bytes(key.public.pem())
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the key: {exc}") from None
+    click.echo(f"private key: {out}\npublic key:  {pub}\nkey id:      {key.public.key_id}")
 
 
 @audit.command()
 @with_store
-def verify(url: str) -> None:
-    """Check the hash chain: exit 0 if no record was edited, deleted or reordered."""
+@click.option("--sink", required=True, help="File path or s3://bucket/key to append to.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The private key (PEM).",
+)
+@click.option("--key-env", metavar="NAME", help="Environment variable holding the private key.")
+def checkpoint(url: str, sink: str, key_file: Path | None, key_env: str | None) -> None:
+    """Sign the log's head now and append the checkpoint to SINK (what a gateway with
+    server.audit.checkpoints does every interval; for cron or before a backup)."""
+    if (key_file is None) == (key_env is None):
+        raise click.UsageError("give --key-file or --key-env (one of them)")
+    try:
+        key = load_signing_key(key_file, key_env)
+        target = open_sink(sink)
+    except ModelRouterError as exc:
+        raise click.ClickException(exc.message) from None
 
-    async def body(store: Store) -> Any:
-        return await store.verify_audit(), await store.audit_bounds(), await store.audit_gaps()
+    async def body(store: Store) -> Checkpoint:
+        return await write_checkpoint(store, target, key)
 
-    result, bounds, gaps = run(url, body)
-    for gap in gap_summaries(gaps):
-        click.echo(f"GAP: {gap['explanation']}")
-    if result.ok:
-        since = (
-            f" (from seq {bounds.anchor.seq + 1}; older ones {'lost' if gaps else 'pruned'})"
-            if bounds.anchor.seq
-            else ""
-        )
-        lost = f"; {len(gaps)} gap(s) in the log, explained above" if gaps else ""
-        click.echo(f"OK: {result.checked} records verified{since}{lost}")
-        return
-    click.echo(
-        f"FAILED at seq {result.first_bad_seq}: {result.reason} "
-        f"({result.checked} records verified before it)",
-        err=True,
-    )
-    sys.exit(1)
+    c = run(url, body)
+    click.echo(f"checkpoint: seq {c.seq} hash {c.hash[:16]}... at {iso_time(c.time)} -> {sink}")
 
 
 @audit.command()

@@ -6,28 +6,12 @@ import time
 from typing import Any
 
 import click
-import httpx
 
-
-def _client(url: str, token: str | None) -> httpx.Client:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30)
+from modelrouter.cli_http import call
 
 
 def _call(ctx: click.Context, method: str, path: str) -> Any:
-    url, token = ctx.obj["url"], ctx.obj["token"]
-    try:
-        with _client(url, token) as c:
-            resp = c.request(method, path)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"{url}: {exc}") from None
-    try:
-        body = resp.json()
-    except ValueError:
-        body = {"error": resp.text}
-    if resp.status_code >= 400:
-        raise click.ClickException(f"{resp.status_code}: {body.get('error', body)}")
-    return body
+    return call(ctx.obj["url"], ctx.obj["token"], method, path)
 
 
 def _weights(w: dict[str, Any]) -> str:

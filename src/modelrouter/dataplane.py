@@ -10,23 +10,32 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from modelrouter._version import __version__
-from modelrouter.config.schema import Config
+from modelrouter.audit import records
+from modelrouter.config.schema import BatcherSpec, Config
 from modelrouter.errors import (
     FaultInjected,
     InvalidInput,
+    ModelNotReady,
     ModelRouterError,
     NotFound,
     UpstreamTimeout,
 )
-from modelrouter.protocol.types import InferenceRequest, InferenceResponse, Tensor
+from modelrouter.outlier import OutlierDetector
+from modelrouter.protocol.types import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+    Tensor,
+    TensorSpec,
+)
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
-from modelrouter.routing.table import RoutingTable, compile_table
+from modelrouter.routing.table import RoutingTable, compile_table, routed_versions
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
-from modelrouter.runtime.batcher import Batcher
+from modelrouter.runtime.batcher import Batcher, batched
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow import ShadowRunner
 from modelrouter.shadow_process import ProcessShadows
@@ -95,8 +104,28 @@ class DataPlane:
         self.durable = config.server.audit.durable
         self.telemetry = telemetry
         self.shadow_processes: ProcessShadows | None = None
+        self.draining = False
+        """Set on SIGTERM by the :class:`~modelrouter.server.Gateway`: readiness answers 503
+        while requests are still served, so load balancers stop sending new ones."""
+        self.outliers = OutlierDetector(config)
         self._defaults = {name: m.default_version for name, m in config.models.items()}
-        self._batching = {name: m.batcher for name, m in config.models.items() if m.batcher}
+        self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
+        self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
+        # ``outputNames`` of each version: runtime name -> client name, and back
+        self._renames: dict[tuple[str, str], dict[str, str]] = {
+            (name, v): dict(vs.outputNames)
+            for name, m in config.models.items()
+            for v, vs in m.versions.items()
+            if vs.outputNames
+        }
+        self._unrenames = {
+            key: {client: source for source, client in names.items()}
+            for key, names in self._renames.items()
+        }
+
+    def allows_non_finite(self, model: str) -> bool:
+        """Whether ``model`` takes NaN and infinite inputs (its ``allowNonFinite``)."""
+        return model in self._non_finite
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -104,7 +133,20 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self.repository.all_ready()
+        """Ready to take traffic: not draining, and every version the live routing table can
+        serve a request with (:func:`~modelrouter.routing.table.routed_versions`) is ready. A
+        failed mirror-only or unrouted version shows in its model's readiness and the
+        repository index, not here: it answers no request."""
+        if self.draining:
+            return False
+        models = self.repository.models
+        for model, routes in self.routing.table.models.items():
+            entries = models.get(model, {})
+            for version in routed_versions(routes):
+                entry = entries.get(version)
+                if entry is None or not entry.ready:
+                    return False
+        return True
 
     def server_metadata(self) -> dict[str, Any]:
         return {
@@ -125,35 +167,28 @@ class DataPlane:
         v = self.resolve_version(model, version)
         return self.repository.entry(model, v).ready, v
 
-    def not_ready_reason(self, model: str, version: str) -> str:
-        """Why a version is not ready: its load error, or the state it is in."""
+    def not_ready_reason(self, model: str, version: str, full: bool = False) -> str:
+        """Why a version is not ready: its load error (in full for the admin, ``full``), or
+        the state it is in."""
         e = self.repository.entry(model, version)
-        return e.error or f"model '{model}' version '{version}' is {e.state.value}"
+        return e.reason(full) or f"model '{model}' version '{version}' is {e.state.value}"
 
     def model_metadata(self, model: str, version: str | None = None) -> tuple[dict[str, Any], str]:
         v = self.resolve_version(model, version)
         runtime = self.repository.runtime(model, v)
         sig = runtime.signature()
+        names = self._renames.get((model, v), {})
+        outputs = [TensorSpec(names.get(s.name, s.name), s.datatype, s.shape) for s in sig.outputs]
         doc: dict[str, Any] = {
             "name": model,
             "versions": list(self.repository.versions(model)),
             "platform": sig.platform or runtime.format,
             "inputs": [s.to_json() for s in sig.inputs],
-            "outputs": [s.to_json() for s in sig.outputs],
+            "outputs": [s.to_json() for s in outputs],
         }
         if sig.extra:
             doc["parameters"] = dict(sig.extra)
         return doc, v
-
-    def model_index(self) -> list[dict[str, Any]]:
-        out = []
-        for name, versions in self.repository.models.items():
-            for v, e in versions.items():
-                item: dict[str, Any] = {"name": name, "version": v, "state": e.state.value}
-                if e.error:
-                    item["reason"] = e.error
-                out.append(item)
-        return out
 
     # ------------------------------------------------------------------ inference
 
@@ -183,6 +218,8 @@ class DataPlane:
             decision = decide(table, model, ctx or RequestContext())
         fallbacks: list[dict[str, str]] = []
         rid = request_id or request.id
+        # the versions tried, in order, when outlier detection watches this call
+        trying: list[str] | None = [] if self.outliers.enabled and not pinned_call else None
         try:
             if decision.delay:
                 await asyncio.sleep(decision.delay)
@@ -191,15 +228,18 @@ class DataPlane:
             if decision.timeout is not None:
                 try:
                     outputs, served = await asyncio.wait_for(
-                        self._run(decision, request, fallbacks), decision.timeout
+                        self._run(decision, request, fallbacks, trying), decision.timeout
                     )
                 except TimeoutError:
-                    raise UpstreamTimeout(
+                    error = UpstreamTimeout(
                         f"model '{model}' did not answer within the rule's timeout of "
                         f"{decision.timeout * 1000:g}ms"
-                    ) from None
+                    )
+                    if trying:
+                        self.outliers.failure(model, trying[-1], error.message)
+                    raise error from None
             else:
-                outputs, served = await self._run(decision, request, fallbacks)
+                outputs, served = await self._run(decision, request, fallbacks, trying)
         except ModelRouterError as exc:
             await self._record(
                 decision, rid, start, exc.status.http, None, fallbacks, exc, pinned_call
@@ -209,42 +249,87 @@ class DataPlane:
             await self._record(decision, rid, start, 500, None, fallbacks, exc, pinned_call)
             raise
         if decision.mirrors and self.shadow is not None:
-            self.shadow.submit(model, served, decision.mirrors, request, outputs)
+            mirrors = decision.mirrors
+            if served in mirrors:  # a fallback answered from a mirrored version
+                mirrors = tuple(v for v in mirrors if v != served)
+            if mirrors:
+                # shadows are asked for what the primary's runtime computed, under its names
+                asked = self._runtime_names(model, served, request)
+                self.shadow.submit(model, served, mirrors, asked, outputs)
         prediction = compact_prediction(outputs)
         await self._record(
             decision, rid, start, 200, served, fallbacks, None, pinned_call, prediction
         )
+        names = self._renames.get((model, served))
+        if names is not None:
+            outputs = [replace(t, name=names[t.name]) if t.name in names else t for t in outputs]
         return InferOutcome(
             InferenceResponse(model, served, outputs, request.id), served, decision, fallbacks
         )
 
+    def _runtime_names(
+        self, model: str, version: str, request: InferenceRequest
+    ) -> InferenceRequest:
+        """``request`` with the outputs it asks for under the names ``version``'s runtime knows
+        (the client may ask for the ``outputNames`` the config gives them)."""
+        back = self._unrenames.get((model, version))
+        if back is None or request.outputs is None:
+            return request
+        outputs = [RequestedOutput(back.get(o.name, o.name), o.parameters) for o in request.outputs]
+        return replace(request, outputs=outputs)
+
     async def _run(
-        self, decision: Decision, request: InferenceRequest, fallbacks: list[dict[str, str]]
+        self,
+        decision: Decision,
+        request: InferenceRequest,
+        fallbacks: list[dict[str, str]],
+        trying: list[str] | None = None,
     ) -> tuple[list[Tensor], str]:
-        """The chosen version with its retries, then each fallback version in turn."""
+        """The chosen version with its retries, then each fallback version in turn.
+
+        With ``trying`` (outlier detection on), an ejected version is skipped at once, each
+        outcome is counted, and each version is appended to ``trying`` before its attempts."""
+        model = decision.model
         candidates = [decision.version]
         candidates += [v for v in decision.fallback if v not in candidates]
         per_try = decision.per_try_timeout
         last: ModelRouterError | None = None
         for i, version in enumerate(candidates):
-            for _ in range(decision.attempts):
+            left = self.outliers.ejected_for(model, version) if trying is not None else None
+            if left is not None:
+                last = ModelNotReady(
+                    f"model '{model}' version '{version}' is ejected by outlier detection "
+                    f"for another {left:.1f}s"
+                )
+            asked = self._runtime_names(model, version, request)
+            for _ in range(decision.attempts if left is None else 0):
+                if trying is not None:
+                    trying.append(version)
                 try:
-                    async with self.repository.use(decision.model, version) as runtime:
-                        call = self._infer_on(decision.model, runtime, request)
+                    async with self.repository.use(model, version) as runtime:
+                        call = self._infer_on(model, runtime, asked)
                         if per_try is None:
-                            return await call, version
-                        return await asyncio.wait_for(call, per_try), version
+                            outputs = await call
+                        else:
+                            outputs = await asyncio.wait_for(call, per_try)
+                    if trying is not None:
+                        self.outliers.success(model, version)
+                    return outputs, version
                 except (InvalidInput, NotFound):
                     raise  # the request is wrong: another try or version will not help
                 except TimeoutError:
                     last = UpstreamTimeout(
-                        f"model '{decision.model}' version '{version}' did not answer "
+                        f"model '{model}' version '{version}' did not answer "
                         f"within {per_try * 1000:g}ms"
                         if per_try
                         else "timed out"
                     )
                 except ModelRouterError as exc:
                     last = exc
+                if trying is not None:
+                    self.outliers.failure(model, version, last.message)
+                    if self.outliers.ejected_for(model, version) is not None:
+                        break  # ejected by this failure: no more tries of it
             if i + 1 < len(candidates):
                 fallbacks.append(
                     {
@@ -289,32 +374,28 @@ class DataPlane:
             )
         if self.audit is None:
             return
-        record: dict[str, Any] = {
-            "kind": "decision",
-            "time": time.time(),
-            "request_id": request_id,
-            "model": decision.model,
-            "version": decision.version,
-            "served_by": served,
-            "pinned": pinned,
-            "rule": decision.rule_name,
-            "matched": list(decision.matched),
-            # a sticky key's bucket; a key-less draw is not a bucket the user keeps
-            "bucket": decision.bucket if decision.sticky else None,
-            "sticky": decision.sticky,
-            "weights": dict(decision.weights),
-            "shadows": list(decision.mirrors),
-            "fallbacks": fallbacks,
-            "table_version": decision.table_version,
-            "status": status,
-            "latency_ms": round(latency * 1000, 3),
-        }
-        if prediction is not None:
-            record["prediction"] = prediction
-        if error is not None:
-            record["error"] = (
-                error.message if isinstance(error, ModelRouterError) else type(error).__name__
-            )
+        record = records.decision(
+            time=time.time(),
+            request_id=request_id,
+            model=decision.model,
+            version=decision.version,
+            served_by=served,
+            pinned=pinned,
+            rule=decision.rule_name,
+            matched=decision.matched,
+            bucket=decision.bucket,
+            sticky=decision.sticky,
+            weights=decision.weights,
+            shadows=decision.mirrors,
+            fallbacks=fallbacks,
+            store_revision=decision.table_version,
+            status=status,
+            latency_ms=round(latency * 1000, 3),
+            prediction=prediction,
+            error=None
+            if error is None
+            else (error.message if isinstance(error, ModelRouterError) else type(error).__name__),
+        )
         if self.durable:
             await self.audit.submit_durable(record)
         else:
@@ -323,12 +404,15 @@ class DataPlane:
     def _infer_on(
         self, model: str, runtime: ModelRuntime, request: InferenceRequest
     ) -> Coroutine[Any, Any, list[Tensor]]:
-        """``runtime.infer``, through the model's batcher when it has one (in-process only)."""
-        spec = self._batching.get(model)
-        if spec is None or not isinstance(runtime, LocalRuntime):
+        """``runtime.infer``, through its batcher when the version is batched (in-process
+        only): by default the row-independent runtimes, else as ``batcher.enabled`` says."""
+        if not isinstance(runtime, LocalRuntime):
             return runtime.infer(request)
         batcher = runtime.batcher
         if batcher is None:
+            spec = self._batching.get(model)
+            if spec is None or not batched(spec, runtime):
+                return runtime.infer(request)
             batcher = runtime.batcher = Batcher(runtime, spec)
         return batcher.infer(request)
 

@@ -7,6 +7,8 @@ code to an HTTP status and a gRPC status name, and both transports use that one 
     ├── InvalidInput                      invalid_input     400  INVALID_ARGUMENT
     │   └── UnknownOutput                 invalid_input     400  INVALID_ARGUMENT
     ├── PayloadTooLarge                   payload_too_large 413  RESOURCE_EXHAUSTED
+    ├── HeadersTooLarge                   headers_too_large 431  RESOURCE_EXHAUSTED
+    ├── UriTooLong                        uri_too_long      414  INVALID_ARGUMENT
     ├── NotFound                          not_found         404  NOT_FOUND
     │   ├── ModelNotFound                 not_found         404  NOT_FOUND
     │   └── VersionNotFound               not_found         404  NOT_FOUND
@@ -17,6 +19,7 @@ code to an HTTP status and a gRPC status name, and both transports use that one 
     ├── UpstreamTimeout                   upstream_timeout  504  DEADLINE_EXCEEDED
     ├── StoreError                        store_error       503  UNAVAILABLE
     ├── Conflict                          conflict          409  ABORTED
+    ├── Overloaded                        overloaded        429  RESOURCE_EXHAUSTED
     ├── FaultInjected                     fault_injected    (its httpStatus)  UNAVAILABLE
     └── ConfigError                       config_error      400  INVALID_ARGUMENT
         └── ModelLoadError                load_error        500  INTERNAL
@@ -36,6 +39,8 @@ STATUS: dict[str, Status] = {
     "internal": Status(500, "INTERNAL"),
     "invalid_input": Status(400, "INVALID_ARGUMENT"),
     "payload_too_large": Status(413, "RESOURCE_EXHAUSTED"),
+    "headers_too_large": Status(431, "RESOURCE_EXHAUSTED"),
+    "uri_too_long": Status(414, "INVALID_ARGUMENT"),
     "not_found": Status(404, "NOT_FOUND"),
     "unauthorized": Status(401, "UNAUTHENTICATED"),
     "not_ready": Status(503, "UNAVAILABLE"),
@@ -44,6 +49,7 @@ STATUS: dict[str, Status] = {
     "upstream_timeout": Status(504, "DEADLINE_EXCEEDED"),
     "store_error": Status(503, "UNAVAILABLE"),
     "conflict": Status(409, "ABORTED"),
+    "overloaded": Status(429, "RESOURCE_EXHAUSTED"),
     "fault_injected": Status(503, "UNAVAILABLE"),
     "config_error": Status(400, "INVALID_ARGUMENT"),
     "load_error": Status(500, "INTERNAL"),
@@ -76,6 +82,18 @@ class UnknownOutput(InvalidInput):
 
 class PayloadTooLarge(ModelRouterError):
     code = "payload_too_large"
+
+
+class HeadersTooLarge(ModelRouterError):
+    """Too many request headers, one too large, or all of them together."""
+
+    code = "headers_too_large"
+
+
+class UriTooLong(ModelRouterError):
+    """The path and query string together are longer than the header limit allows."""
+
+    code = "uri_too_long"
 
 
 class NotFound(ModelRouterError):
@@ -129,6 +147,12 @@ class Conflict(ModelRouterError):
     """An optimistic update lost a race: the object changed since the caller read it."""
 
     code = "conflict"
+
+
+class Overloaded(ModelRouterError):
+    """A bounded resource is full (e.g. every event-stream slot is taken); retry later."""
+
+    code = "overloaded"
 
 
 class FaultInjected(ModelRouterError):

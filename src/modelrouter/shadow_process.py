@@ -14,7 +14,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 
 from modelrouter.config.schema import VersionSpec
 from modelrouter.errors import InferenceFailed, ModelRouterError
+from modelrouter.lifeline import die_with_parent
 from modelrouter.protocol.types import InferenceRequest, Tensor
 from modelrouter.runtime.base import LocalRuntime
 from modelrouter.runtime.batcher import Batcher, split, stack
@@ -37,7 +41,9 @@ _RUNTIMES: dict[tuple[str, str, str], LocalRuntime] = {}
 """In the worker process: loaded shadow versions, by (model, version, files)."""
 
 
-def _init_worker(path: list[str]) -> None:
+def _init_worker(path: list[str], gateway: int) -> None:
+    die_with_parent(gateway)  # never an orphan, even when the gateway is SIGKILLed
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle
     sys.path[:] = path  # custom models import as they do in the gateway
 
 
@@ -122,7 +128,7 @@ class ProcessShadows:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(list(sys.path),),
+                initargs=(list(sys.path), os.getpid()),
             )
         return self._pool
 
@@ -175,23 +181,45 @@ class ProcessShadows:
         done = loop.run_in_executor(self._executor(), _predict_many, [j for j, _ in batch])
 
         def deliver(f: asyncio.Future[list[tuple[str, Any]]]) -> None:
-            try:
-                results = f.result()
-            except BrokenProcessPool as exc:
-                self._pool = None  # the worker died (killed, out of memory): a new one next
-                results = [("error", f"the shadow worker process died: {exc}")] * len(batch)
-            except Exception as exc:
-                results = [("error", f"{type(exc).__name__}: {exc}")] * len(batch)
+            if f.cancelled():  # the gateway is stopping: the batch was never run
+                results = [("error", "the shadow worker stopped")] * len(batch)
+            else:
+                try:
+                    results = f.result()
+                except BrokenProcessPool as exc:
+                    self._pool = None  # the worker died (killed, out of memory): a new one next
+                    results = [("error", f"the shadow worker process died: {exc}")] * len(batch)
+                except Exception as exc:
+                    results = [("error", f"{type(exc).__name__}: {exc}")] * len(batch)
             for (_, waiter), result in zip(batch, results, strict=True):
                 if not waiter.done():
                     waiter.set_result(result)
 
         done.add_done_callback(deliver)
 
-    def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the worker and wait for it, up to ``grace`` seconds (it may still be importing
+        when the gateway stops at once). Waiting lets the pool release its queues, so the
+        semaphores they hold are unregistered before the gateway exits (no "leaked semaphore
+        objects" from the resource tracker). Past ``grace`` the gateway goes on; the worker
+        dies with it (:mod:`modelrouter.lifeline`)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        done = threading.Event()
+
+        def stop() -> None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            done.set()
+
+        # a thread of its own: a default-executor thread would hold up the loop's shutdown
+        threading.Thread(target=stop, name="shadow-worker-stop", daemon=True).start()
+        deadline = time.monotonic() + grace
+        while not done.is_set():
+            if time.monotonic() > deadline:
+                log.warning("the shadow worker did not stop within %gs; leaving it", grace)
+                return
+            await asyncio.sleep(0.02)

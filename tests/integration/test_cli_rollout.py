@@ -66,3 +66,32 @@ def test_rollout_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         missing = runner.invoke(main, ["rollout", "--url", url, "--token", TOKEN, "pause", "x"])
         assert missing.exit_code != 0
         assert "404" in missing.output
+
+
+def test_audit_commands_through_the_gateway_and_offline_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELROUTER_ADMIN_TOKEN", TOKEN)
+    runner = CliRunner()
+    store = f"sqlite:///{tmp_path / 'gw.db'}"
+    with running_server(create_app(loaded_from_yaml(config(), tmp_path))) as url:
+        online = ["--url", url, "--token", TOKEN]
+        offline = ["--store", store]
+
+        def cli(*args: str, code: int = 0) -> str:
+            result = runner.invoke(main, ["audit", *args])
+            assert result.exit_code == code, result.output
+            return result.output
+
+        for where in (online, offline):
+            out = cli("query", "--kind", "change", "--json", *where)
+            assert '"actor": "config-file"' in out
+            # an unknown kind is refused the same way by both (it used to print nothing, exit 0)
+            refused = cli("query", "--kind", "decisions", *where, code=2)
+            assert "kind: unknown audit record kind 'decisions'" in refused
+            assert "since: 'soon' is not a time" in cli("query", "--since", "soon", *where, code=2)
+            assert "OK:" in cli("verify", *where)
+            missing = cli("explain", "no-such-request", *where, code=1)
+            assert "no decision recorded for request id 'no-such-request'" in missing
+        both = cli("query", "--url", url, "--config", str(tmp_path / "x.yaml"), code=2)
+        assert "not both" in both

@@ -19,7 +19,18 @@ import pytest
 from modelrouter.errors import ConfigError, StoreError
 from modelrouter.store import open_store
 from modelrouter.store.postgres import PostgresStore, parse_postgres_url
-from store_contract import APPENDER, CONTRACT, DOC_V1, PUTTER, Check, decision, run_check
+from store_contract import (
+    APPENDER,
+    COLUMN_EDITS,
+    CONTRACT,
+    DOC_V1,
+    FORGED_INSERT,
+    PUTTER,
+    Check,
+    decision,
+    forged_row,
+    run_check,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +123,47 @@ def test_an_edited_record_is_detected(pg_url: str) -> None:
     ok, bad, reason = _tampered(pg_url, [edit])
     assert (ok, bad) == (False, 4)
     assert "edited" in reason
+
+
+@pytest.mark.parametrize("column", sorted(COLUMN_EDITS))
+def test_an_edited_index_column_is_detected(pg_url: str, column: str) -> None:
+    """Queries filter on these columns, not on the hashed text: verify cross-checks them."""
+    ok, bad, reason = _tampered(pg_url, [f"UPDATE AUDIT SET {COLUMN_EDITS[column]} WHERE seq = 4"])
+    assert (ok, bad) == (False, 4)
+    assert f"column {column} is" in reason
+
+
+def test_a_row_chained_after_the_head_is_detected(pg_url: str) -> None:
+    table = f'"{parse_postgres_url(pg_url)[1]}".mr_audit'
+    ok, _, _ = _tampered(pg_url, [])
+    assert ok
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        row = conn.execute(f"SELECT hash FROM {table} WHERE seq = 8").fetchone()
+        assert row is not None
+        conn.execute(FORGED_INSERT.replace("AUDIT", table).format(p="%s"), forged_row(9, row[0]))
+
+    async def check() -> tuple[bool, int | None, str]:
+        async with open_store(pg_url) as store:
+            assert len(await store.query_audit(request_id="forged")) == 1  # a query sees it
+            r = await store.verify_audit(batch=3)
+            return r.ok, r.first_bad_seq, r.reason
+
+    result = run(check())
+    assert isinstance(result, tuple)
+    ok, bad, reason = result
+    assert (ok, bad) == (False, 9)
+    assert "after the head" in reason
+
+
+def test_a_moved_anchor_is_detected(pg_url: str) -> None:
+    schema = parse_postgres_url(pg_url)[1]
+    move = (
+        f'UPDATE "{schema}".mr_state SET anchor_seq = 3,'
+        " anchor_hash = (SELECT hash FROM AUDIT WHERE seq = 3)"
+    )
+    ok, bad, reason = _tampered(pg_url, [move])
+    assert (ok, bad) == (False, 1)
+    assert "at or before the anchor (seq 3)" in reason
 
 
 def test_deleted_records_are_detected(pg_url: str) -> None:
@@ -240,5 +292,56 @@ def test_watch_sees_a_put_from_another_process(pg_url: str, tmp_path: Path) -> N
             await asyncio.wait_for(changed.wait(), 1.5)
             assert seen[0] - committed < 1.0
             assert (await store.get_routing())["churn"].actor == "other-process"
+
+    run(main())
+
+
+def test_a_truncated_log_with_a_rewritten_head_fails_verify_checkpoints(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from modelrouter.audit.checkpoints import verify_checkpoints, write_checkpoint
+    from modelrouter.audit.signing import SigningKey
+    from modelrouter.audit.sinks import FileSink
+
+    key = SigningKey.generate()
+    sink = FileSink(tmp_path / "checkpoints.jsonl")
+    table = f'"{parse_postgres_url(pg_url)[1]}"'
+
+    async def fill() -> None:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(i) for i in range(8)])
+            await write_checkpoint(store, sink, key)
+
+    run(fill())
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        row = conn.execute(f"SELECT hash FROM {table}.mr_audit WHERE seq = 5").fetchone()
+        assert row is not None
+        conn.execute(f"DELETE FROM {table}.mr_audit WHERE seq > 5")
+        conn.execute(f"UPDATE {table}.mr_state SET head_seq = 5, head_hash = %s", (row[0],))
+
+    async def check() -> tuple[bool, bool, int | None, str]:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(50)])  # a new seq 6 on the cut log
+            plain = await store.verify_audit()
+            signed = await verify_checkpoints(store, sink.lines(), key.public)
+            return plain.ok, signed.ok, signed.first_bad_seq, signed.reason
+
+    result = run(check())
+    assert isinstance(result, tuple)
+    plain_ok, signed_ok, bad, reason = result
+    assert plain_ok
+    assert (signed_ok, bad) == (False, 7)
+    assert "says the log reached seq 8, but the store's head is seq 6" in reason
+
+
+def test_audit_hashes_reads_the_stored_hashes(pg_url: str) -> None:
+    async def main() -> None:
+        async with open_store(pg_url) as store:
+            await store.append_audit([decision(i) for i in range(3)])
+            page = await store.scan_audit(0, 10)
+            hashes = await store.audit_hashes([3, 1, 99])
+            assert hashes == {1: page[0].record["hash"], 3: page[2].record["hash"]}
+            assert page[1].columns is not None
+            assert page[1].columns[:3] == (2, page[1].record["time"], "decision")
 
     run(main())

@@ -793,12 +793,8 @@ BAD_PUTS: list[tuple[str, Any, str]] = [
         "http.0.match.0.headers.x-a.regex",
     ),
     (
-        "mirror of a routed version",
-        {
-            "http": [
-                {"name": "r", "route": route(("a", 50), ("b", 50)), "mirror": {"destination": "a"}}
-            ]
-        },
+        "mirror of the only routed version",
+        {"http": [{"name": "r", "route": [{"destination": "a"}], "mirror": {"destination": "a"}}]},
         "http.0.mirror.destination",
     ),
     (
@@ -877,13 +873,16 @@ def test_a_valid_put_serves_at_once_and_is_audited(gw: Gateway) -> None:
     assert change["actor"] == "alice"
     assert change["reason"] == "move to b"
     assert change["before"] == {"http": before["http"]}
-    assert change["after"] == {"http": new["http"]}
-    assert change["table_version"] == before["version"] + 1
+    assert change["after"]["http"] == new["http"]
+    # the changed rules are alice's now (issue 8: every rule has an owner)
+    assert change["after"]["owners"] == {"vip": "admin/alice", "default": "admin/alice"}
+    assert got["owners"] == change["after"]["owners"]
+    assert change["routing_version"] == before["version"] + 1
     # the next request's decision names the new rule and table version
     r = infer(gw, "adm", {"x-tier": "gold"})
     rec = decision(gw, r.headers["x-request-id"])["record"]
     assert (rec["rule"], rec["version"]) == ("vip", "c")
-    assert rec["table_version"] == got["tableVersion"]
+    assert rec["store_revision"] == got["tableVersion"]
     # and back, without expectedVersion
     r = gw.http.put("/api/v1/models/adm/routing", json={"http": before["http"]}, headers=AUTH)
     assert r.status_code == 200
@@ -1015,7 +1014,7 @@ def test_decision_explains_a_request(gw: Gateway) -> None:
     assert rec["pinned"] is False
     assert rec["rule"] == "default"
     assert rec["bucket"] == sticky_bucket(b"churn/default", "explain-me")
-    assert rec["table_version"] >= 1
+    assert rec["store_revision"] >= 1
     assert rec["latency_ms"] > 0
     assert isinstance(rec["seq"], int)
     assert "default" in text
@@ -1025,6 +1024,21 @@ def test_decision_explains_a_request(gw: Gateway) -> None:
     r = gw.http.get("/api/v1/decisions/no-such-request", headers=AUTH)
     assert r.status_code == 404
     assert "no-such-request" in r.json()["error"]
+
+
+def test_a_reused_request_id_explains_every_request(gw: Gateway) -> None:
+    rid = f"reused-{time.time_ns()}"
+    first = served(infer(gw, "churn", {"x-request-id": rid, "x-user-id": "a"}))
+    eventually(lambda: len(audit(gw, request_id=rid)) == 1)
+    second = served(infer(gw, "churn", {"x-request-id": rid, "x-user-id": "b"}))
+    eventually(lambda: len(audit(gw, request_id=rid)) == 2)
+    found = decision(gw, rid)
+    assert found["duplicated"] is True
+    assert [r["request_id"] for r in found["records"]] == [rid, rid]
+    assert [r["served_by"] for r in found["records"]] == [first, second]
+    assert found["record"] == found["records"][-1]  # the newest, as before
+    assert len(found["explanations"]) == 2
+    assert f"request id '{rid}' was used by 2 requests" in found["note"]
 
 
 def test_audit_filters(gw: Gateway) -> None:
@@ -1077,6 +1091,8 @@ def test_audit_filters(gw: Gateway) -> None:
         ({"after_seq": "x"}, "after_seq"),
         ({"order": "sideways"}, "order"),
         ({"modle": "churn"}, "modle"),
+        ({"kind": "decisions"}, "kind"),
+        ({"limit": "100000"}, "limit"),
     ],
 )
 def test_bad_audit_filters_are_400(gw: Gateway, params: dict[str, str], fragment: str) -> None:

@@ -21,7 +21,7 @@ from sklearn.linear_model import LinearRegression
 
 from modelrouter.app import create_app
 from modelrouter.cli import main as cli_main
-from modelrouter.errors import ModelLoadError, UpstreamError
+from modelrouter.errors import ConfigError, ModelLoadError, StoreError, UpstreamError
 from modelrouter.sources import Sources
 from support import free_port, loaded_from_yaml, running_server
 
@@ -176,3 +176,75 @@ def test_validate_reports_s3_problems(s3: Any, tmp_path: Path) -> None:
         "s3://no-such-bucket/churn does not exist (NoSuchBucket)"
     )
     assert len(lines) == 2
+
+
+def test_audit_checkpoints_in_an_s3_object(s3: Any, tmp_path: Path) -> None:
+    """A gateway with ``server.audit.checkpoints`` signs its head into an S3 object; the CLI
+    verifies the store against it, and catches the log cut short."""
+    import sqlite3
+
+    import orjson
+
+    from modelrouter.audit.signing import SigningKey
+    from modelrouter.audit.sinks import S3Sink
+
+    key = SigningKey.generate()
+    (tmp_path / "audit.key").write_bytes(key.pem())
+    (tmp_path / "audit.key.pub").write_bytes(key.public.pem())
+    sink = f"s3://{BUCKET}/audit/checkpoints.jsonl"
+    config = (
+        CONFIG.replace("CACHE", str(tmp_path / "cache"))
+        .replace("memory://", "sqlite:///audit.db")
+        .replace(
+            "  watchConfig: false\n",
+            "  watchConfig: false\n"
+            "  audit:\n"
+            f"    checkpoints: {{sink: '{sink}', keyFile: audit.key, interval: 0.1}}\n",
+        )
+    )
+    app = create_app(loaded_from_yaml(config, tmp_path))
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(3):
+            infer(client, "v1")
+        deadline = time.monotonic() + 30
+        while True:  # the decisions are written, then a checkpoint of that head follows
+            with sqlite3.connect(tmp_path / "audit.db") as conn:
+                (head,) = conn.execute("SELECT head_seq FROM mr_state").fetchone()
+            signed = [orjson.loads(x)["seq"] for x in S3Sink(sink).lines()]
+            if head >= 3 and head in signed:
+                break
+            assert time.monotonic() < deadline, f"no checkpoint of head {head} in 30s: {signed}"
+            time.sleep(0.1)
+    store = f"sqlite:///{tmp_path / 'audit.db'}"
+    pub = str(tmp_path / "audit.key.pub")
+    ok = CliRunner().invoke(
+        cli_main, ["audit", "verify", "--store", store, "--checkpoints", sink, "--public-key", pub]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "checkpoints signed by key" in ok.output
+
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        (digest,) = conn.execute("SELECT hash FROM mr_audit WHERE seq = 1").fetchone()
+        conn.execute("DELETE FROM mr_audit WHERE seq > 1")
+        conn.execute("UPDATE mr_state SET head_seq = 1, head_hash = ?", (digest,))
+    plain = CliRunner().invoke(cli_main, ["audit", "verify", "--store", store])
+    assert plain.exit_code == 0, plain.output
+    caught = CliRunner().invoke(
+        cli_main, ["audit", "verify", "--store", store, "--checkpoints", sink, "--public-key", pub]
+    )
+    assert caught.exit_code == 1
+    assert "FAILED at seq 2" in caught.output
+    assert "truncation" in caught.output
+
+
+def test_an_s3_sink_keeps_the_newest_lines(s3: Any) -> None:
+    from modelrouter.audit.sinks import S3Sink
+
+    sink = S3Sink(f"s3://{BUCKET}/audit/bounded.jsonl", keep=3)
+    with pytest.raises(ConfigError, match="does not exist"):
+        list(sink.lines())
+    for i in range(5):
+        sink.append(f"line {i}")
+    assert list(sink.lines()) == ["line 2", "line 3", "line 4"]
+    with pytest.raises(StoreError, match="S3 error"):
+        S3Sink("s3://no-such-bucket/x.jsonl").append("x")

@@ -44,7 +44,7 @@ models:
 
 def test_serve_answers_v2_infer(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    env = {"PYTHONPATH": str(ROOT / "tests")}
+    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'tests'}"}  # this tree's code
     with gateway_process(config, env=env) as url, httpx.Client(base_url=url) as http:
         assert http.get("/v2/health/ready").json() == {"ready": True}
         assert http.get("/v2").json()["name"] == "served-by-cli"

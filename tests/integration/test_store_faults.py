@@ -162,7 +162,7 @@ def test_a_store_recreated_empty_continues_the_chain_with_one_gap(backend: Backe
             (gap,) = await one.audit_gaps()
             assert gap["seq"] == 10
             assert gap["cause"] == "empty"
-            assert (gap["lost_first"], gap["lost_last"]) == (1, 9)
+            assert (gap["first_lost_seq"], gap["last_lost_seq"]) == (1, 9)
             assert (gap["seen_seq"], gap["seen_hash"]) == (9, before.head.hash)
             assert gap["prev_hash"] == before.head.hash  # the chain goes on from what was seen
             (fault,) = await one.reconcile()
@@ -221,7 +221,7 @@ def test_a_store_restored_from_an_older_backup_gets_a_gap(backend: Backend) -> N
             (gap,) = await two.audit_gaps()
             assert gap["seq"] == 4
             assert gap["found_seq"] == 3
-            assert (gap["lost_first"], gap["lost_last"]) == (4, 7)
+            assert (gap["first_lost_seq"], gap["last_lost_seq"]) == (4, 7)
             assert backend.state()[1] not in (None, epoch_before)  # others notice too
             # the client that wrote the lost records follows the gap of the other
             assert await fill(one, 50, 1) == [5]

@@ -9,6 +9,7 @@ auth, database ``test``); each run works in a fresh schema, dropped at the end.
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 import threading
@@ -83,7 +84,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     with psycopg.connect(PG, connect_timeout=5, autocommit=True) as conn:
         conn.execute("SELECT 1")
     config = write_config(tmp_path_factory.mktemp("two-gateways"), store)
-    env = {"MODELROUTER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": str(ROOT / "tests")}
+    # the gateways run this tree's sources, not whatever the shared venv points at
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
+    env = {"MODELROUTER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": path}
     try:
         with (
             gateway_process(config, env=env) as url1,
@@ -175,7 +178,7 @@ def test_a_change_through_one_is_served_by_the_other_within_a_second(pair: Pair)
             (change,) = r.json()["records"]
             assert change["actor"] == "carol"
             assert change["reason"] == "canary to 50%"
-            assert change["table_version"] == before["version"] + 1
+            assert change["routing_version"] == before["version"] + 1
     finally:
         r = pair.two.put(
             "/api/v1/models/churn/routing", json={"http": before["http"]}, headers=AUTH

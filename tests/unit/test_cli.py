@@ -215,3 +215,83 @@ def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0
     assert result.stdout == f"modelrouter, version {__version__}\n"
+
+
+def test_validate_loads_each_local_version_and_reports_every_error(tmp_path: Path) -> None:
+    text_file = tmp_path / "text"
+    text_file.mkdir()
+    (text_file / "model.joblib").write_text("this is not a pickle\n")
+    config = write(
+        tmp_path,
+        f"""\
+        models:
+          churn:
+            versions:
+              v1: {{storageUri: {MODELS / "churn" / "v1"}, modelFormat: sklearn}}
+              text: {{storageUri: {text_file}, modelFormat: sklearn}}
+              wrong: {{storageUri: {MODELS / "churn" / "v2"}, modelFormat: xgboost}}
+              failing: {{modelFormat: custom, implementation: "fixtures.models:EchoModel"}}
+              remote: {{endpoint: "http://127.0.0.1:1"}}
+        """,
+    )
+    result = run("validate", str(config))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(
+        f"{config}: line 5: models.churn.versions.text.storageUri: does not load as sklearn: "
+    )
+    assert lines[1].startswith(
+        f"{config}: line 6: models.churn.versions.wrong.storageUri: does not load as xgboost: "
+    )
+
+
+def test_validate_reports_every_schema_error(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        """\
+        server:
+          http: {port: 99999}
+          workers: 0
+        models:
+          churn:
+            versions:
+              v1: {storageUri: ./a, modelFormat: sklearn, executor: gpu}
+        """,
+    )
+    result = run("validate", str(config))
+    assert result.exit_code == 1
+    assert [line.split(": ", 2)[1:] for line in result.stderr.splitlines()] == [
+        ["line 2", "server.http.port: Input should be less than or equal to 65535"],
+        ["line 3", "server.workers: Input should be greater than or equal to 1"],
+        ["line 7", "models.churn.versions.v1.executor: Input should be 'inline' or 'thread'"],
+    ]
+
+
+def test_validate_offline_leaves_remote_sources_alone(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        f"""\
+        models:
+          churn:
+            versions:
+              v1: {{storageUri: {MODELS / "churn" / "v1"}, modelFormat: sklearn}}
+              s3: {{storageUri: "s3://no-such-bucket/churn", modelFormat: sklearn}}
+              web: {{storageUri: "http://127.0.0.1:1/model.joblib", modelFormat: sklearn}}
+              reg: {{storageUri: "models:/churn/1"}}
+        """,
+    )
+    offline = run("validate", "--offline", str(config))
+    assert offline.exit_code == 0, offline.stderr
+    assert offline.stdout == f"{config}: OK (1 models, 4 versions)\n"
+
+
+def test_serve_refuses_workers_without_a_shared_store(tmp_path: Path) -> None:
+    config = write(tmp_path, "server: {store: 'memory://'}\nmodels: {}\n")
+    result = run("serve", str(config), "--workers", "2", "--port", "0")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{config}: server.store: 2 workers need a store they share (sqlite:///path or "
+        "postgresql://...): a memory:// store is one per process\n"
+    )

@@ -128,6 +128,47 @@ def test_explain(tmp_path: Path) -> None:
     assert "no decision recorded for request id 'nope'" in missing.output
 
 
+def test_query_refuses_a_kind_that_does_not_exist(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    bad = CliRunner().invoke(audit, ["query", "--store", url, "--kind", "decisions"])
+    assert bad.exit_code == 2
+    assert "kind: unknown audit record kind 'decisions'" in bad.output
+    assert "known: admin, change, decision, ejection, feedback, gap, rollout" in bad.output
+    empty = invoke("query", "--store", url, "--kind", "feedback")  # known, none recorded
+    assert (empty.exit_code, empty.output) == (0, "")
+
+
+def test_explain_shows_every_request_that_reused_an_id(tmp_path: Path) -> None:
+    dup = [
+        {
+            "kind": "decision",
+            "request_id": "same",
+            "model": "churn",
+            "version": v,
+            "rule": "default",
+            "weights": {"v1": 50, "v2": 50},
+            "bucket": b,
+            "store_revision": 1,
+            "status": 200,
+            "latency_ms": 2.0,
+        }
+        for v, b in (("v1", 10), ("v2", 9000))
+    ]
+    url = seed(tmp_path / "s.db", dup)
+    result = invoke("explain", "same", "--store", url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Note: request id 'same' was used by 2 requests")
+    assert "decision records seq 2, 3" in lines[0]
+    assert lines[1].startswith("[seq 2] Request same at")
+    assert "chose v1" in lines[1]
+    assert lines[2].startswith("[seq 3] Request same at")
+    assert "chose v2" in lines[2]
+    as_json = invoke("explain", "same", "--json", "--store", url)
+    doc = json.loads(as_json.output[as_json.output.index("\n[\n") :])
+    assert [r["version"] for r in doc] == ["v1", "v2"]
+
+
 def test_verify_ok_and_tampered(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     url = seed(path)
@@ -240,3 +281,79 @@ def test_tail_follow_prints_new_records(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_keygen_checkpoint_and_verify_with_checkpoints(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    url = seed(path)
+    key = tmp_path / "audit.key"
+    made = invoke("keygen", "--out", str(key))
+    assert made.exit_code == 0, made.output
+    assert "key id:" in made.output
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert b"PUBLIC KEY" in (tmp_path / "audit.key.pub").read_bytes()
+    again = CliRunner().invoke(audit, ["keygen", "--out", str(key)])
+    assert again.exit_code == 1
+    assert "exists" in again.output
+
+    sink = str(tmp_path / "checkpoints.jsonl")
+    wrote = invoke("checkpoint", "--store", url, "--sink", sink, "--key-file", str(key))
+    assert wrote.exit_code == 0, wrote.output
+    assert "checkpoint: seq 11" in wrote.output
+    pub = str(tmp_path / "audit.key.pub")
+    ok = invoke("verify", "--store", url, "--checkpoints", sink, "--public-key", pub)
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("OK: 11 records verified; 1 checkpoints signed by key ")
+    unkeyed = CliRunner().invoke(audit, ["verify", "--store", url, "--checkpoints", sink])
+    assert unkeyed.exit_code == 0
+    assert "give --public-key" in unkeyed.output
+
+    with sqlite3.connect(path) as conn:  # cut the newest two and set the head back
+        (digest,) = conn.execute("SELECT hash FROM mr_audit WHERE seq = 9").fetchone()
+        conn.execute("DELETE FROM mr_audit WHERE seq > 9")
+        conn.execute("UPDATE mr_state SET head_seq = 9, head_hash = ?", (digest,))
+    plain = invoke("verify", "--store", url)
+    assert (plain.exit_code, plain.output) == (0, "OK: 9 records verified\n")
+    caught = CliRunner().invoke(
+        audit, ["verify", "--store", url, "--checkpoints", sink, "--public-key", pub]
+    )
+    assert caught.exit_code == 1
+    assert "FAILED at seq 10: a checkpoint signed at" in caught.output
+    assert "records 10..11 were removed" in caught.output
+
+
+def test_checkpoint_options_are_checked(tmp_path: Path) -> None:
+    url = seed(tmp_path / "s.db")
+    lone = CliRunner().invoke(audit, ["verify", "--store", url, "--public-key", "k.pub"])
+    assert lone.exit_code == 2
+    assert "--public-key needs --checkpoints" in lone.output
+    missing = CliRunner().invoke(
+        audit, ["verify", "--store", url, "--checkpoints", str(tmp_path / "none.jsonl")]
+    )
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.output
+    nokey = CliRunner().invoke(audit, ["checkpoint", "--store", url, "--sink", "x.jsonl"])
+    assert nokey.exit_code == 2
+    assert "give --key-file or --key-env" in nokey.output
+
+
+def test_validate_and_serve_report_an_unreadable_checkpoint_key(tmp_path: Path) -> None:
+    from modelrouter.cli import main
+
+    models = Path(__file__).resolve().parents[2] / "examples" / "churn" / "models"
+    (tmp_path / "models").symlink_to(models)
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(
+        "server:\n"
+        "  audit:\n"
+        "    checkpoints: {sink: checkpoints.jsonl, keyFile: missing.key}\n"
+        "models:\n"
+        "  churn:\n"
+        "    versions:\n"
+        "      v1: {storageUri: ./models/churn/v1, modelFormat: sklearn}\n"
+    )
+    for command in ("validate", "serve"):
+        result = CliRunner().invoke(main, [command, str(config)])
+        assert result.exit_code == 1, result.output
+        assert "checkpoint key file" in result.output
+        assert "missing.key" in result.output

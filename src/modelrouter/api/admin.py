@@ -1,12 +1,12 @@
 """The control plane over REST: ``/api/v1/...`` behind a bearer token.
 
-Routing rules are read and replaced here (validated, versioned, written to the shared store and
-audited there); the audit log is queried and a decision explained in words.
+Each handler only translates: it checks the token, reads the path, query and body, calls one
+method of :class:`~modelrouter.control.ControlPlane`, and writes its answer as JSON (errors go
+through the one status table).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -15,34 +15,28 @@ from starlette.routing import Route
 
 from modelrouter.api.auth import check_token
 from modelrouter.api.rest import json_response, read_body
-from modelrouter.audit.explain import explain
-from modelrouter.audit.gaps import gap_summaries
-from modelrouter.config.durations import parse_time
-from modelrouter.dataplane import DataPlane
-from modelrouter.errors import InvalidInput, NotFound, Unauthorized
+from modelrouter.config.durations import parse_duration
+from modelrouter.control import AuditFilter, ControlPlane
+from modelrouter.errors import InvalidInput, Unauthorized
 from modelrouter.protocol.v2 import loads
-from modelrouter.routing.state import RoutingState
-from modelrouter.runtime.intents import IntentFollower
-from modelrouter.store.base import Store
 
 MAX_ADMIN_BODY = 1024 * 1024
 
 
+def window_param(request: Request) -> float | None:
+    raw = request.query_params.get("window")
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"window: {exc}") from None
+
+
 class AdminApi:
-    def __init__(
-        self,
-        dataplane: DataPlane,
-        routing: RoutingState,
-        store: Store,
-        token: str | None,
-        *,
-        intents: IntentFollower,
-    ) -> None:
-        self.dp = dataplane
-        self.routing = routing
-        self.store = store
+    def __init__(self, control: ControlPlane, token: str | None) -> None:
+        self.control = control
         self.token = token
-        self.intents = intents
 
     def authorize(self, request: Request) -> str:
         """The actor making the call; 401 without the right bearer token."""
@@ -64,142 +58,68 @@ class AdminApi:
 
     async def models(self, request: Request) -> Response:
         self.authorize(request)
-        out = []
-        for name, versions in self.dp.repository.models.items():
-            doc = self.routing.document(name)
-            out.append(
-                {
-                    "name": name,
-                    "routingVersion": doc["version"],
-                    "versions": [
-                        {
-                            "name": v,
-                            "state": e.state.value,
-                            "reason": e.error,
-                            "format": e.spec.format,
-                            "loadSeconds": e.load_seconds,
-                        }
-                        for v, e in versions.items()
-                    ],
-                }
-            )
-        return json_response({"models": out, "tableVersion": self.routing.table.version})
+        return json_response(await self.control.models())
 
     async def get_routing(self, request: Request) -> Response:
         self.authorize(request)
-        return json_response(self.routing.document(request.path_params["name"]))
+        return json_response(await self.control.get_routing(request.path_params["name"]))
 
     async def put_routing(self, request: Request) -> Response:
         actor = self.authorize(request)
-        model = request.path_params["name"]
         body = await self._json(request)
         reason = body.pop("reason", "")
         expected = body.pop("expectedVersion", None)
-        if not isinstance(reason, str):
-            raise InvalidInput("reason must be a string")
-        if expected is not None and (type(expected) is not int or expected < 0):
-            raise InvalidInput("expectedVersion must be a non-negative integer")
-        await self.routing.update(model, body, actor, reason, expected)
-        return json_response(self.routing.document(model))
+        doc = await self.control.replace_routing(
+            request.path_params["name"], body, actor, reason, expected
+        )
+        return json_response(doc)
 
     async def load(self, request: Request) -> Response:
-        return await self._load_or_unload(request, load=True)
-
-    async def unload(self, request: Request) -> Response:
-        return await self._load_or_unload(request, load=False)
-
-    async def _load_or_unload(self, request: Request, load: bool) -> Response:
         actor = self.authorize(request)
         p = request.path_params
-        request_one = self.intents.request_load if load else self.intents.request_unload
-        o = await request_one(p["name"], p["version"], actor)
-        return json_response(
-            {"name": p["name"], "version": p["version"], "state": o.state, "reason": o.error}
-        )
+        return json_response(await self.control.load_version(p["name"], p["version"], actor))
+
+    async def unload(self, request: Request) -> Response:
+        actor = self.authorize(request)
+        p = request.path_params
+        return json_response(await self.control.unload_version(p["name"], p["version"], actor))
+
+    async def versions(self, request: Request) -> Response:
+        self.authorize(request)
+        model = request.path_params["name"]
+        return json_response(await self.control.version_figures(model, window_param(request)))
 
     async def shadow(self, request: Request) -> Response:
         self.authorize(request)
         model = request.path_params["name"]
-        self.dp.repository.versions(model)
-        shadow = self.dp.shadow
-        pairs = [s.to_json() for s in shadow.stats.values() if s.model == model] if shadow else []
-        return json_response({"model": model, "pairs": pairs})
+        return json_response(await self.control.shadow_stats(model, window_param(request)))
 
     # ------------------------------------------------------------------ audit
 
     async def audit(self, request: Request) -> Response:
         self.authorize(request)
-        q = request.query_params
-        allowed = {
-            "model",
-            "version",
-            "rule",
-            "kind",
-            "request_id",
-            "since",
-            "until",
-            "limit",
-            "order",
-            "after_seq",
-        }
-        unknown = set(q) - allowed
-        if unknown:
-            raise InvalidInput(
-                f"unknown query parameter {sorted(unknown)[0]!r} "
-                f"(filters: {', '.join(sorted(allowed))})"
-            )
-        now = time.time()
-        args: dict[str, Any] = {
-            k: q[k] for k in ("model", "version", "rule", "kind", "request_id") if k in q
-        }
-        for k in ("since", "until"):
-            if k in q:
-                try:
-                    args[k] = parse_time(q[k], now)
-                except ValueError as exc:
-                    raise InvalidInput(f"{k}: {exc}") from None
-        for k in ("limit", "after_seq"):
-            if k in q:
-                try:
-                    args[k] = int(q[k])
-                except ValueError:
-                    raise InvalidInput(f"{k} must be an integer, got {q[k]!r}") from None
-        if "order" in q:
-            args["order"] = q["order"]
-        records = await self.store.query_audit(**args)
+        records = await self.control.audit_query(AuditFilter.parse(request.query_params))
         return json_response({"records": records})
 
     async def decision(self, request: Request) -> Response:
         self.authorize(request)
-        rid = request.path_params["request_id"]
-        record = await self.store.get_decision(rid)
-        if record is None:
-            raise NotFound(f"no decision recorded for request id '{rid}'")
-        return json_response({"record": record, "explanation": explain(record)})
+        return json_response(await self.control.audit_explain(request.path_params["request_id"]))
 
     async def verify(self, request: Request) -> Response:
         self.authorize(request)
-        result = await self.store.verify_audit()
-        gaps = gap_summaries(await self.store.audit_gaps())
-        return json_response(
-            {
-                "ok": result.ok,
-                "checked": result.checked,
-                "firstBadSeq": result.first_bad_seq,
-                "reason": result.reason,
-                "gaps": gaps,
-            },
-            200 if result.ok else 409,
-        )
+        report = await self.control.audit_verify()
+        return json_response(report.to_json(), 200 if report.ok else 409)
 
     def routes(self) -> list[Route]:
+        m = "/api/v1/models/{name}"
         return [
             Route("/api/v1/models", self.models, methods=["GET"]),
-            Route("/api/v1/models/{name}/routing", self.get_routing, methods=["GET"]),
-            Route("/api/v1/models/{name}/routing", self.put_routing, methods=["PUT"]),
-            Route("/api/v1/models/{name}/shadow", self.shadow, methods=["GET"]),
-            Route("/api/v1/models/{name}/versions/{version}/load", self.load, methods=["POST"]),
-            Route("/api/v1/models/{name}/versions/{version}/unload", self.unload, methods=["POST"]),
+            Route(f"{m}/routing", self.get_routing, methods=["GET"]),
+            Route(f"{m}/routing", self.put_routing, methods=["PUT"]),
+            Route(f"{m}/shadow", self.shadow, methods=["GET"]),
+            Route(f"{m}/versions", self.versions, methods=["GET"]),
+            Route(f"{m}/versions/{{version}}/load", self.load, methods=["POST"]),
+            Route(f"{m}/versions/{{version}}/unload", self.unload, methods=["POST"]),
             Route("/api/v1/audit", self.audit, methods=["GET"]),
             Route("/api/v1/audit/verify", self.verify, methods=["GET"]),
             Route("/api/v1/decisions/{request_id}", self.decision, methods=["GET"]),

@@ -14,10 +14,15 @@ def bearer_matches(request: Request, token: str) -> bool:
 
     Compared as bytes: ``compare_digest`` refuses non-ASCII ``str`` (a 500 for a stray byte),
     and header values arrive decoded as latin-1, so encoding back gives the bytes sent."""
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return authorization_matches(request.headers.get("authorization", ""), token)
+
+
+def authorization_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` value (an HTTP header, gRPC metadata) is ``Bearer <token>``."""
+    scheme, _, given = authorization.partition(" ")
     expected = token.encode("utf-8", "surrogateescape")
     return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("latin-1"), expected
+        given.strip().encode("latin-1", "replace"), expected
     )
 
 

@@ -7,7 +7,6 @@ become ``{"error": "..."}`` with the status from :data:`modelrouter.errors.STATU
 from __future__ import annotations
 
 import logging
-import os
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -18,8 +17,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from modelrouter.api.auth import bearer_matches
+from modelrouter.api.edge import EdgeMiddleware, HeaderLimits
+from modelrouter.api.openapi import openapi_document
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import InvalidInput, ModelRouterError, PayloadTooLarge
 from modelrouter.protocol import v1, v2
@@ -42,35 +44,6 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
 
 def error_response(message: str, status: int) -> Response:
     return Response(orjson.dumps({"error": message}), status, None, JSON)
-
-
-class RequestIdMiddleware:
-    """Pure ASGI: take ``x-request-id`` from the request or make one; put it on the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = None
-        for k, val in scope["headers"]:
-            if k == b"x-request-id":
-                rid = val
-                break
-        if not rid:
-            rid = (
-                os.urandom(16).hex().encode()
-            )  # 128 random bits, like uuid4, at a fifth of the cost
-        scope.setdefault("state", {})["request_id"] = rid.decode("latin-1")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -146,9 +119,14 @@ def parse_cookies(header: str) -> dict[str, str]:
 class RestApi:
     """The route handlers, bound to one data plane."""
 
-    def __init__(self, dataplane: DataPlane, max_body: int) -> None:
+    def __init__(self, dataplane: DataPlane, max_body: int, admin_token: str | None = None) -> None:
         self.dp = dataplane
         self.max_body = max_body
+        self.admin_token = admin_token
+
+    def _is_admin(self, request: Request) -> bool:
+        """Whether the caller sent the admin token: only then do load errors show in full."""
+        return self.admin_token is not None and bearer_matches(request, self.admin_token)
 
     def _context(
         self, request: Request, req: InferenceRequest, model: str, version: str | None
@@ -181,18 +159,19 @@ class RestApi:
         ok, v = self.dp.model_ready(p["name"], p.get("version"))
         doc: dict[str, Any] = {"name": p["name"], "ready": ok}
         if not ok:
-            doc["error"] = self.dp.not_ready_reason(p["name"], v)
+            doc["error"] = self.dp.not_ready_reason(p["name"], v, self._is_admin(request))
         return json_response(doc, 200 if ok else 503, {MODEL_VERSION: v})
-
-    async def repository_index(self, request: Request) -> Response:
-        return json_response(self.dp.model_index())
 
     # ------------------------------------------------------------------ v2 infer
 
     async def infer_v2(self, request: Request) -> Response:
         p = request.path_params
         body = await read_body(request, self.max_body)
-        req = v2.decode_request(body, request.headers.get(v2.BINARY_HEADER))
+        req = v2.decode_request(
+            body,
+            request.headers.get(v2.BINARY_HEADER),
+            allow_non_finite=self.dp.allows_non_finite(p["name"]),
+        )
         if req.id is None:
             req.id = request.state.request_id
         outcome = await self.dp.infer(
@@ -246,7 +225,6 @@ class RestApi:
             Route("/v2/health/ready", self.ready, methods=["GET"]),
             Route("/v2", self.server_metadata, methods=["GET"]),
             Route("/v2/", self.server_metadata, methods=["GET"]),
-            Route("/v2/repository/index", self.repository_index, methods=["GET", "POST"]),
             Route("/v2/models/{name}", self.model_metadata, methods=["GET"]),
             Route("/v2/models/{name}/ready", self.model_ready, methods=["GET"]),
             Route("/v2/models/{name}/versions/{version}", self.model_metadata, methods=["GET"]),
@@ -285,10 +263,20 @@ def create_rest_app(
     max_body: int,
     lifespan: Callable[[Starlette], Any] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    header_limits: HeaderLimits | None = None,
+    admin_token: str | None = None,
 ) -> ASGIApp:
-    api = RestApi(dataplane, max_body)
+    api = RestApi(dataplane, max_body, admin_token)
+    routes = [*api.routes(), *extra_routes]
+    document: bytes = b""
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, 200, None, JSON)
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    document = orjson.dumps(openapi_document(served_operations(routes)))
     app = Starlette(
-        routes=[*api.routes(), *extra_routes],
+        routes=routes,
         exception_handlers={
             ModelRouterError: _modelrouter_error,
             HTTPException: _http_error,
@@ -297,4 +285,13 @@ def create_rest_app(
         lifespan=lifespan,
     )
     app.state.dataplane = dataplane
-    return RequestIdMiddleware(app)
+    return EdgeMiddleware(app, header_limits)
+
+
+def served_operations(routes: Sequence[BaseRoute]) -> list[tuple[str, str]]:
+    """``(method, path)`` of every route (HEAD, which Starlette adds to GET, left out)."""
+    out = []
+    for route in routes:
+        if isinstance(route, Route):
+            out += [(m, route.path) for m in sorted(route.methods or ()) if m != "HEAD"]
+    return out

@@ -1,5 +1,6 @@
 """Rollouts over REST: ``/api/v1/rollouts`` (status and history) and the manual commands
-``POST /api/v1/rollouts/{name}/pause|resume|promote|abort``, behind the admin bearer token."""
+``POST /api/v1/rollouts/{name}/pause|resume|promote|abort``, behind the admin bearer token.
+Translation only: the work is :class:`~modelrouter.control.ControlPlane`'s."""
 
 from __future__ import annotations
 
@@ -10,38 +11,33 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelrouter.api.rest import json_response
+from modelrouter.control import ControlPlane
 from modelrouter.errors import InvalidInput
-from modelrouter.rollout.controller import COMMANDS, RolloutManager
 
 
 class RolloutsApi:
-    def __init__(self, manager: RolloutManager, authorize: Callable[[Request], str]) -> None:
+    def __init__(self, control: ControlPlane, authorize: Callable[[Request], str]) -> None:
         """``authorize(request)`` returns the actor or raises (the admin API's check)."""
-        self.manager = manager
+        self.control = control
         self.authorize = authorize
 
     async def list_all(self, request: Request) -> Response:
         self.authorize(request)
-        out = [await c.status() for c in self.manager.controllers.values()]
-        return json_response({"rollouts": out})
+        return json_response({"rollouts": await self.control.list_rollouts()})
 
     async def get(self, request: Request) -> Response:
         self.authorize(request)
-        c = self.manager.get(request.path_params["name"])
         raw = request.query_params.get("limit", "50")
         try:
             limit = int(raw)
         except ValueError:
-            raise InvalidInput(f"limit must be an integer, got {raw!r}") from None
-        return json_response({**await c.status(), "history": await c.history(limit)})
+            raise InvalidInput(f"limit: must be an integer, got {raw!r}") from None
+        return json_response(await self.control.rollout_status(request.path_params["name"], limit))
 
     async def command(self, request: Request) -> Response:
         actor = self.authorize(request)
-        c = self.manager.get(request.path_params["name"])
-        action = request.path_params["action"]
-        if action not in COMMANDS:
-            raise InvalidInput(f"unknown command {action!r} (known: {', '.join(COMMANDS)})")
-        return json_response(await c.command(action, actor))
+        p = request.path_params
+        return json_response(await self.control.rollout_command(p["name"], p["action"], actor))
 
     def routes(self) -> list[Route]:
         return [

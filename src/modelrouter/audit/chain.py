@@ -10,8 +10,16 @@ hash. The store keeps a *head* (seq and hash of the newest record) updated in th
 as every append, so deleting the newest records is detected too, and an *anchor* (seq and hash of
 the last record removed by retention) so that a pruned log still verifies from there on.
 
+SQL stores keep, next to the hashed text, *index columns* that queries filter on (``seq``,
+``time``, ``kind``, ``model``, ``version``, ``rule``, ``request_id``, see :func:`index_columns`).
+They are derived from the hashed record, so :class:`ChainVerifier` re-derives them and fails at
+the first row whose columns disagree with its record: a query cannot be made to lie by editing
+a column the hash does not cover.
+
 The chain detects edits by anyone who does not recompute every later hash and the head; it is
-evidence, not access control.
+evidence, not access control. A log truncated together with its head, or rewritten from some
+record on with every later hash recomputed, still verifies: signed checkpoints kept outside the
+store (:mod:`modelrouter.audit.checkpoints`) detect those.
 """
 
 from __future__ import annotations
@@ -34,6 +42,12 @@ CHAIN_FIELDS = frozenset({"seq", "prev_hash", "hash"})
 """Fields the store assigns; whatever a caller puts there is replaced."""
 
 _UNHASHED = frozenset({"prev_hash", "hash"})
+
+INDEX_COLUMNS = ("seq", "time", "kind", "model", "version", "rule", "request_id")
+"""The columns a SQL store keeps beside the record for queries, in this order."""
+
+IndexRow = tuple[Any, ...]
+"""Values of :data:`INDEX_COLUMNS` as a store holds them for one record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +148,43 @@ def prepare_record(record: Mapping[str, Any], now: float) -> dict[str, Any]:
     return data
 
 
+def index_columns(
+    record: Mapping[str, Any],
+) -> tuple[float, str, str | None, str | None, str | None, str | None]:
+    """The index columns after ``seq`` of a prepared record: time, kind, model, version, rule,
+    request_id (text, or None when the record has no such field)."""
+    get = record.get
+    model, version, rule, rid = get("model"), get("version"), get("rule"), get("request_id")
+    return (
+        float(record["time"]),
+        str(record["kind"]),
+        None if model is None else str(model),
+        None if version is None else str(version),
+        None if rule is None else str(rule),
+        None if rid is None else str(rid),
+    )
+
+
+def check_columns(record: Mapping[str, Any], columns: IndexRow) -> str | None:
+    """Why the stored index ``columns`` of ``record`` are not the ones derived from it, or None.
+
+    The answer names the first column that differs, which is what a query on it would get wrong.
+    """
+    try:
+        derived: tuple[Any, ...] = (record.get("seq"), *index_columns(record))
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"its index columns cannot be derived from the record ({exc})"
+    if columns == derived:
+        return None
+    for name, stored, want in zip(INDEX_COLUMNS, columns, derived, strict=False):
+        if stored != want:
+            return (
+                f"its column {name} is {stored!r} but the hashed record says {want!r}: "
+                f"the row was edited after it was written (queries by {name} would lie)"
+            )
+    return f"it has {len(columns)} index columns, not {len(derived)}"
+
+
 def record_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
     """The hash of ``record`` chained after ``prev_hash`` (its own hash fields are ignored)."""
     body = {k: v for k, v in record.items() if k not in _UNHASHED}
@@ -189,8 +240,17 @@ class ChainVerifier:
         self._failure = VerifyResult(False, self._checked, seq, reason)
         return False
 
-    def feed(self, record: Mapping[str, Any]) -> bool:
-        """Check the next record; False (and nothing more is checked) once the chain is broken."""
+    @property
+    def last(self) -> ChainPoint:
+        """The last record that verified (the anchor before any)."""
+        return self._last
+
+    def feed(self, record: Mapping[str, Any], columns: IndexRow | None = None) -> bool:
+        """Check the next record; False (and nothing more is checked) once the chain is broken.
+
+        ``columns`` are the record's stored :data:`INDEX_COLUMNS` (SQL stores), checked against
+        the values derived from the hashed record.
+        """
         if self._failure is not None:
             return False
         expected = self._last.seq + 1
@@ -217,9 +277,35 @@ class ChainVerifier:
             return self._fail(seq, f"record cannot be hashed: {exc}")
         if stored != actual:
             return self._fail(seq, "hash mismatch: the record was edited after it was written")
+        if columns is not None:
+            wrong = check_columns(record, columns)
+            if wrong is not None:
+                return self._fail(seq, f"seq {seq}: {wrong}")
         self._last = ChainPoint(seq, actual)
         self._checked += 1
         return True
+
+    def past_head(self, seq: int, head: ChainPoint) -> VerifyResult:
+        """Fail: a record with ``seq`` is stored after the store's ``head``."""
+        self._failure = VerifyResult(
+            False,
+            self._checked,
+            seq,
+            f"seq {seq} is stored after the head (seq {head.seq}): it was added outside the store",
+        )
+        return self._failure
+
+    def before_anchor(self, seq: int, anchor: ChainPoint) -> VerifyResult:
+        """Fail: a record with ``seq`` is stored at or before the ``anchor`` (pruning deletes
+        those, so the anchor was moved and the records before it would go unverified)."""
+        self._failure = VerifyResult(
+            False,
+            self._checked,
+            seq,
+            f"seq {seq} is stored at or before the anchor (seq {anchor.seq}), which a prune "
+            "would have deleted: the anchor was moved, hiding the records before it from verify",
+        )
+        return self._failure
 
     def finish(self, head: ChainPoint | None = None) -> VerifyResult:
         """The result; with ``head`` (the store's newest seq and hash), also checks the tail."""

@@ -5,9 +5,10 @@ chose), ``rule``, ``matched`` (the conditions that held, already in words, e.g.
 ``"header x-region exact 'eu'"``), ``bucket`` (sticky bucket, or null for a random draw),
 ``weights`` (version -> weight of the rule), ``shadows`` (versions mirrored to), ``fallbacks``
 (versions that answered in turn after a failure: strings, or ``{"version", "error"}``),
-``table_version``, ``status``, ``latency_ms``, ``error``; optionally ``served_by`` (default: the
-last fallback, else ``version``), ``pinned`` (a ``/versions/{v}`` call that bypassed routing)
-and ``buckets`` (the bucket space, default 10000).
+``store_revision`` (``table_version`` in records of earlier releases), ``status``,
+``latency_ms``, ``error``; optionally ``served_by`` (default: the last fallback, else
+``version``), ``pinned`` (a ``/versions/{v}`` call that bypassed routing) and ``buckets`` (the
+bucket space, default 10000). Records are built by :mod:`modelrouter.audit.records`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from modelrouter.audit.gaps import GAP_KIND, explain_gap
+from modelrouter.audit import records
 
 _MAX_CHANGES = 6
 _BUCKETS = 10_000
@@ -36,6 +37,8 @@ _CHANGE_KNOWN = {
     "after",
     "previous_table_version",
     "table_version",
+    "previous_routing_version",
+    "routing_version",
     "reason",
 }
 
@@ -86,10 +89,10 @@ def explain(record: Mapping[str, Any]) -> str:
             return _explain_decision(record)
         if kind == "change":
             return _explain_change(record)
-        if kind in ("admin", "rollout"):
+        if kind in ("admin", "rollout", "ejection"):
             return _explain_action(record)
-        if kind == GAP_KIND:
-            return explain_gap(record)
+        if kind == "gap":
+            return _explain_gap(record)
     except Exception:  # a malformed record still gets listed, field by field
         pass
     return _explain_other(record)
@@ -151,25 +154,26 @@ def _explain_decision(r: Mapping[str, Any]) -> str:
         if r.get("latency_ms") is not None:
             text += f" in {_ms(r['latency_ms'])}"
         parts.append(text)
-    if r.get("table_version") is not None:
-        parts.append(f"routing table version {r['table_version']}")
+    revision = records.store_revision(r)
+    if revision is not None:
+        parts.append(f"store revision {revision}")
     return "; ".join(parts)
 
 
 def _explain_change(r: Mapping[str, Any]) -> str:
     actor = r.get("actor") or "someone"
     what = r.get("what") or f"routing of {r.get('model', '?')}"
-    before_v, after_v = r.get("previous_table_version"), r.get("table_version")
+    before_v, after_v = records.previous_routing_version(r), records.routing_version(r)
     when = iso_time(r.get("time"))
     if r.get("before") is None:
         text = f"{actor} created {what}"
         if after_v is not None:
-            text += f" (version {after_v})"
+            text += f" (routing version {after_v})"
         text += f" at {when}"
     else:
         text = f"{actor} changed {what}"
         if before_v is not None and after_v is not None:
-            text += f" from version {before_v} to {after_v}"
+            text += f" from routing version {before_v} to {after_v}"
         text += f" at {when}"
         changes = diff(r.get("before"), r.get("after"))
         if changes:
@@ -230,6 +234,17 @@ def _explain_action(r: Mapping[str, Any]) -> str:
     return text
 
 
+def _explain_gap(r: Mapping[str, Any]) -> str:
+    first, last = r.get("first_lost_seq"), r.get("last_lost_seq")
+    lost = f"seq {first}" if first == last else f"seq {first}..{last}"
+    who = r.get("actor") or "modelrouter"
+    text = f"{who} found records {lost} lost at {iso_time(r.get('time'))}"
+    text += "; the chain continues from here"
+    if r.get("reason"):
+        text += f"; reason: {r['reason']}"
+    return text
+
+
 def _explain_other(r: Mapping[str, Any]) -> str:
     skip = {"kind", "time", "seq", "prev_hash", "hash"}
     fields = ", ".join(f"{k}={_short(v)}" for k, v in r.items() if k not in skip)
@@ -260,9 +275,10 @@ def summarize(record: Mapping[str, Any]) -> str:
         return " ".join(bits)
     if kind == "change":
         text = f"{r.get('actor', '?')} {r.get('what', '?')}"
-        if r.get("table_version") is not None:
-            prev = r.get("previous_table_version")
-            text += f" v{prev}->v{r['table_version']}" if prev else f" v{r['table_version']}"
+        version = records.routing_version(r)
+        if version is not None:
+            prev = records.previous_routing_version(r)
+            text += f" v{prev}->v{version}" if prev else f" v{version}"
         return text + (f": {r['reason']}" if r.get("reason") else "")
     text = f"{r.get('actor', '?')} {r.get('action', '?')} {r.get('what', '')}".rstrip()
     return text + (f": {r['reason']}" if r.get("reason") else "")

@@ -7,7 +7,7 @@ kind ``gap`` before anything else goes into the store; it names
 
 - ``seen_seq`` / ``seen_hash``: the newest record this gateway had seen before the fault;
 - ``found_seq`` / ``found_hash``: the head the store had when the fault was found;
-- ``lost_first`` .. ``lost_last``: the seqs of the records written before that this store no
+- ``first_lost_seq`` .. ``last_lost_seq``: the seqs of the records written before that this store no
   longer holds (the records after ``seen_seq`` that others may have written are unknown);
 - ``cause``: ``empty`` (the store came back with no records; the chain then continues from
   the seen head, so its seqs and hashes follow the old log's) or ``rollback`` (the store's
@@ -25,9 +25,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from modelrouter.audit import records
 from modelrouter.audit.chain import ChainPoint
 
-GAP_KIND = "gap"
+GAP_KIND = records.GAP
 
 Cause = Literal["empty", "rollback"]
 
@@ -45,30 +46,28 @@ def gap_record(
 ) -> dict[str, Any]:
     """The ``gap`` record a gateway appends when the store lost records it had seen.
 
-    ``lost_first`` (default: after the store's head) is later when another gateway's gap
+    ``first_lost_seq`` (default: after the store's head) is later when another gateway's gap
     record already accounts for the records before it."""
     first = found.seq + 1 if lost_first is None else lost_first
-    return {
-        "kind": GAP_KIND,
-        "time": now,
-        "actor": "modelrouter",
-        "gateway": gateway,
-        "what": "audit log",
-        "cause": cause,
-        "seen_seq": seen.seq,
-        "seen_hash": seen.hash,
-        "found_seq": found.seq,
-        "found_hash": found.hash,
-        "lost_first": first,
-        "lost_last": seen.seq,
-        "previous_epoch": previous_epoch,
-        "epoch": epoch,
-        "reason": (
+    return records.gap(
+        first_lost_seq=first,
+        last_lost_seq=seen.seq,
+        reason=(
             "the store came back empty (dropped and recreated?)"
             if cause == "empty"
             else f"the store came back at an older head (seq {found.seq}; restored?)"
         ),
-    }
+        time=now,
+        gateway=gateway,
+        what="audit log",
+        cause=cause,
+        seen_seq=seen.seq,
+        seen_hash=seen.hash,
+        found_seq=found.seq,
+        found_hash=found.hash,
+        previous_epoch=previous_epoch,
+        epoch=epoch,
+    )
 
 
 def covers(record: Mapping[str, Any], previous_epoch: str, seen: ChainPoint) -> bool:
@@ -98,7 +97,7 @@ def explain_gap(record: Mapping[str, Any]) -> str:
         if isinstance(when, int | float)
         else "?"
     )
-    first, last = record.get("lost_first"), record.get("lost_last")
+    first, last = record.get("first_lost_seq"), record.get("last_lost_seq")
     lost = f"seq {first}" if first == last else f"seq {first}..{last}"
     seen = f"seq {record.get('seen_seq')}, hash {str(record.get('seen_hash', ''))[:12]}"
     who = record.get("gateway") or record.get("actor") or "a gateway"
@@ -141,8 +140,8 @@ def gap_summaries(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "seq": r.get("seq"),
                 "time": r.get("time"),
                 "cause": r.get("cause"),
-                "lostFirst": r.get("lost_first"),
-                "lostLast": r.get("lost_last"),
+                "lostFirst": r.get("first_lost_seq"),
+                "lostLast": r.get("last_lost_seq"),
                 "seenSeq": r.get("seen_seq"),
                 "seenHash": r.get("seen_hash"),
                 "explanation": explain_gap(r),

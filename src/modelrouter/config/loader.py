@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from modelrouter.config.foreign import foreign_message
 from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError
 
@@ -32,18 +33,46 @@ class LoadedConfig:
 
 def load_config(path: str | Path) -> LoadedConfig:
     p = Path(path)
+    return LoadedConfig(parse_config(read_config_text(p)), p.resolve())
+
+
+def read_config_text(p: Path) -> str:
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
-    return LoadedConfig(parse_config(text), p.resolve())
+
+
+def check_config_file(path: str | Path) -> tuple[LoadedConfig | None, list[ConfigError]]:
+    """Like :func:`load_config`, but every schema problem of the file rather than the first."""
+    p = Path(path)
+    try:
+        text = read_config_text(p)
+    except ConfigError as exc:
+        return None, [exc]
+    config, problems = check_config_text(text)
+    return (LoadedConfig(config, p.resolve()) if config is not None else None), problems
 
 
 def parse_config(text: str) -> Config:
     """Validate YAML text into a :class:`Config`; raise :class:`ConfigError` at the first
     problem."""
+    config, problems = check_config_text(text)
+    if problems:
+        raise problems[0]
+    assert config is not None
+    return config
+
+
+def check_config_text(text: str) -> tuple[Config | None, list[ConfigError]]:
+    """The config of YAML ``text``, or every problem the schema finds in it (a YAML syntax
+    error or a duplicate key is one problem: nothing after it can be trusted; so is a
+    Kubernetes manifest given where a config belongs)."""
+    foreign = foreign_message(text)
+    if foreign is not None:
+        return None, [ConfigError(foreign, line=1)]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -57,23 +86,32 @@ def parse_config(text: str) -> Config:
         context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
         if context and opened is not None and opened.line + 1 != line:
             problem += f" ({context} that starts on line {opened.line + 1})"
-        raise ConfigError(f"invalid YAML: {problem}", line=line) from None
+        return None, [ConfigError(f"invalid YAML: {problem}", line=line)]
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("the config must be a mapping with server and models", line=1)
+        return None, [ConfigError("the config must be a mapping with server and models", line=1)]
     duplicate = duplicate_key(node)
     if duplicate is not None:
         dup_loc, dup_line = duplicate
-        raise ConfigError(
-            f"duplicate key {dup_loc[-1]!r} (YAML would silently keep only the last one)",
-            field=".".join(dup_loc),
-            line=dup_line,
-        )
+        return None, [
+            ConfigError(
+                f"duplicate key {dup_loc[-1]!r} (YAML would silently keep only the last one)",
+                field=".".join(dup_loc),
+                line=dup_line,
+            )
+        ]
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data), []
     except ValidationError as exc:
-        raise config_error(exc, node) from None
+        return None, config_errors(exc, node)
+
+
+def config_errors(
+    exc: ValidationError, node: Any = None, prefix: tuple[str, ...] = ()
+) -> list[ConfigError]:
+    """Every problem of a pydantic error, as :func:`config_error` words the first."""
+    return [_one_error(err, node, prefix) for err in exc.errors()]
 
 
 def config_error(
@@ -81,7 +119,10 @@ def config_error(
 ) -> ConfigError:
     """The first problem of a pydantic error as a :class:`ConfigError` naming the dotted field
     (under ``prefix``) and, when the YAML ``node`` is given, the line."""
-    err = exc.errors()[0]
+    return _one_error(exc.errors()[0], node, prefix)
+
+
+def _one_error(err: Any, node: Any, prefix: tuple[str, ...]) -> ConfigError:
     # an invalid dict key is reported at ``(..., key, "[key]")``: name the key itself
     loc = [*prefix, *(str(part) for part in err["loc"] if part != "[key]")]
     msg = err["msg"]

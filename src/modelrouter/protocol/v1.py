@@ -9,7 +9,7 @@ import orjson
 
 from modelrouter.errors import InvalidInput
 from modelrouter.protocol.types import InferenceRequest, Tensor, datatype_of
-from modelrouter.protocol.v2 import loads
+from modelrouter.protocol.v2 import MAX_DIMS, loads
 
 V1_INPUT_NAME = "input-0"
 
@@ -25,8 +25,13 @@ def decode_request(body: bytes) -> InferenceRequest:
         array = np.asarray(instances)
     except (ValueError, TypeError):
         raise InvalidInput(
-            "'instances' is ragged: every instance must have the same shape"
+            "'instances' is ragged or nested too deep: every instance must have the same "
+            f"shape, of at most {MAX_DIMS} dimensions"
         ) from None
+    if array.ndim > MAX_DIMS:
+        raise InvalidInput(
+            f"'instances' has {array.ndim} dimensions; at most {MAX_DIMS} are allowed"
+        )
     kind = array.dtype.kind
     if kind in "US":
         array = np.asarray([str(v).encode() for v in array.ravel()], dtype=object).reshape(

@@ -2,7 +2,9 @@
 
 Decoding validates as it converts, once: datatype names, shape against the number of elements,
 value kinds against the datatype (no silent truncation of 2.7 into an INT32, no overflow wrap),
-and the binary chunk sizes. Every problem is an :class:`~modelrouter.errors.InvalidInput` whose
+the binary chunk sizes, and the limits below (a shape of at most :data:`MAX_DIMS` dimensions
+describing at most :data:`MAX_ELEMENTS` elements; floating point values that are finite unless
+the model allows otherwise). Every problem is an :class:`~modelrouter.errors.InvalidInput` whose
 message names the input.
 """
 
@@ -33,6 +35,12 @@ _STR_KINDS = frozenset("OSU")
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 _UINT64_MAX = 2**64 - 1
 
+MAX_DIMS = 32
+"""Dimensions of one tensor's shape (numpy's own limit is 64)."""
+MAX_ELEMENTS = 2**31 - 1
+"""Elements one tensor's shape may describe. A zero dimension counts as one here, so that
+``[0, 10**12, 10**12]`` is refused as absurd rather than accepted as empty."""
+
 
 def loads(body: bytes) -> Any:
     try:
@@ -58,7 +66,11 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryv
     return body[:n], memoryview(body)[n:]
 
 
-def decode_request(body: bytes, header_length: str | None = None) -> InferenceRequest:
+def decode_request(
+    body: bytes, header_length: str | None = None, *, allow_non_finite: bool = False
+) -> InferenceRequest:
+    """A v2 request body. ``allow_non_finite`` lets binary floating point inputs carry NaN
+    and infinities (JSON cannot), for models that expect them (``allowNonFinite``)."""
     json_part, binary = split_binary(body, header_length)
     try:
         doc = loads(json_part)
@@ -71,17 +83,19 @@ def decode_request(body: bytes, header_length: str | None = None) -> InferenceRe
         raise
     if not isinstance(doc, dict):
         raise InvalidInput("the request body must be a JSON object with 'inputs'")
-    return request_from_dict(doc, binary)
+    return request_from_dict(doc, binary, allow_non_finite)
 
 
-def request_from_dict(doc: dict[str, Any], binary: memoryview | None = None) -> InferenceRequest:
+def request_from_dict(
+    doc: dict[str, Any], binary: memoryview | None = None, allow_non_finite: bool = False
+) -> InferenceRequest:
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
     offset = 0
     inputs = []
     for i, raw in enumerate(raw_inputs):
-        tensor, offset = _decode_input(raw, i, binary, offset)
+        tensor, offset = _decode_input(raw, i, binary, offset, allow_non_finite)
         inputs.append(tensor)
     if binary is not None and offset != len(binary):
         raise InvalidInput(
@@ -110,7 +124,36 @@ def request_from_dict(doc: dict[str, Any], binary: memoryview | None = None) -> 
     return InferenceRequest(inputs, req_id, params, outputs, doc)
 
 
-def _decode_input(raw: Any, i: int, binary: memoryview | None, offset: int) -> tuple[Tensor, int]:
+def check_shape(name: str, shape: Any) -> tuple[list[int], int]:
+    """A valid shape and its element count; :class:`InvalidInput` naming the input else."""
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers")
+    if len(shape) > MAX_DIMS:
+        raise InvalidInput(
+            f"input '{name}': shape has {len(shape)} dimensions; at most {MAX_DIMS} are allowed"
+        )
+    extent = 1
+    for d in shape:
+        extent *= d or 1
+        if extent > MAX_ELEMENTS:
+            raise InvalidInput(
+                f"input '{name}': shape {_short(shape)} describes more than {MAX_ELEMENTS} elements"
+            )
+    return shape, math.prod(shape)
+
+
+def _short(shape: list[int]) -> str:
+    text = str(shape)
+    return text if len(text) <= 80 else text[:77] + "...]"
+
+
+def _decode_input(
+    raw: Any,
+    i: int,
+    binary: memoryview | None,
+    offset: int,
+    allow_non_finite: bool = False,
+) -> tuple[Tensor, int]:
     if not isinstance(raw, dict):
         raise InvalidInput(f"inputs[{i}] must be an object")
     name = raw.get("name")
@@ -122,10 +165,7 @@ def _decode_input(raw: Any, i: int, binary: memoryview | None, offset: int) -> t
         raise InvalidInput(
             f"input '{name}': unknown datatype {datatype!r} (one of {', '.join(DTYPES)})"
         )
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise InvalidInput(f"input '{name}': shape must be a list of non-negative integers")
-    count = math.prod(shape)
+    shape, count = check_shape(name, raw.get("shape"))
     params = raw.get("parameters")
     if params is not None and not isinstance(params, dict):
         raise InvalidInput(f"input '{name}': parameters must be an object")
@@ -140,6 +180,11 @@ def _decode_input(raw: Any, i: int, binary: memoryview | None, offset: int) -> t
             raise InvalidInput(f"input '{name}': binary_data_size {size!r} exceeds the binary data")
         chunk = binary[offset : offset + size]
         array = _from_binary(name, datatype, dtype, chunk, count)
+        if dtype.kind == "f" and not allow_non_finite and not np.isfinite(array).all():
+            raise InvalidInput(
+                f"input '{name}': holds NaN or infinite values; the model does not accept them "
+                "(set allowNonFinite: true on the model to allow them)"
+            )
         offset += size
     else:
         if "data" not in raw:

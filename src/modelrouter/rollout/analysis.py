@@ -26,10 +26,18 @@ from modelrouter.rollout.statistics import (
 from modelrouter.telemetry.window import VersionWindow
 
 Phase = Literal[
-    "Initialized", "Progressing", "Paused", "Promoting", "Succeeded", "RolledBack", "Failed"
+    "Initialized",
+    "Progressing",
+    "Paused",
+    "Promoting",
+    "Succeeded",
+    "RolledBack",
+    "Failed",
+    "Stopped",
 ]
 PHASES: tuple[str, ...] = get_args(Phase)
-FINAL_PHASES = frozenset({"Succeeded", "RolledBack", "Failed"})
+FINAL_PHASES = frozenset({"Succeeded", "RolledBack", "Failed", "Stopped"})
+"""Phases a rollout does not leave. ``Stopped``: removed from the config file while running."""
 
 Action = Literal["wait", "hold", "step", "promote", "rollback", "conclude"]
 

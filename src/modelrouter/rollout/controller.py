@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from modelrouter.audit import records
 from modelrouter.config.rollouts import RolloutSpec
 from modelrouter.config.schema import Config
 from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelRouterError, NotFound
@@ -42,6 +43,7 @@ from modelrouter.rollout.analysis import (
 )
 from modelrouter.rollout.providers import QueryProvider, provider, render
 from modelrouter.rollout.webhooks import HookResult, WebhookCaller, payload
+from modelrouter.routing.owners import ACTIVE_PHASES
 from modelrouter.routing.state import RoutingState
 from modelrouter.store.base import Store
 from modelrouter.telemetry.window import VersionWindow, WindowSource
@@ -140,11 +142,30 @@ class RolloutController:
         rec = await self.store.get_rollout(self.name)
         if rec is None:
             return RolloutState(specHash=self._hash), 0
-        state = RolloutState.from_json(rec.state)
-        if state.specHash != self._hash and state.phase in FINAL_PHASES:
-            log.info("rollout %s: the spec changed since it ended; starting again", self.name)
-            return RolloutState(specHash=self._hash), rec.version
-        return state, rec.version
+        return RolloutState.from_json(rec.state), rec.version
+
+    def live_weights(self) -> dict[str, int] | None:
+        """The primary's and canary's weights in the rollout's rule of the live table (None
+        when the rule is gone). The one truth: status and every step start from these."""
+        try:
+            rules = self.routing.document(self.spec.model)["http"]
+        except NotFound:
+            return None
+        rule = next((r for r in rules if r.get("name") == self.spec.rule), None)
+        if rule is None:
+            return None
+        route = rule.get("route") or []
+        found = {
+            str(d["destination"]): 100 if len(route) == 1 else int(d.get("weight") or 0)
+            for d in route
+        }
+        return {v: found.get(v, 0) for v in (self.spec.primary, self.spec.canary)}
+
+    def with_live_weights(self, state: RolloutState) -> RolloutState:
+        live = self.live_weights()
+        if live is None or live == state.weights:
+            return state
+        return state.replace(weights=live, canaryWeight=live[self.spec.canary])
 
     async def history(self, limit: int = 200) -> list[dict[str, Any]]:
         records = await self.store.query_audit(
@@ -153,7 +174,11 @@ class RolloutController:
         return [r for r in records if r.get("rollout") == self.name][:limit]
 
     async def status(self) -> dict[str, Any]:
+        """The stored state, with the weights the live table has now (an admin may have
+        changed them since the last step)."""
+        await self.routing.refresh()
         state, version = await self.read()
+        state = self.with_live_weights(state)
         rec = await self.store.get_rollout(self.name)
         pending = (rec.state.get("command") if rec else None) or None
         return {
@@ -206,7 +231,15 @@ class RolloutController:
             return False
         rec = await self.store.get_rollout(self.name)
         state, version = await self.read()
+        if rec is not None and state.specHash not in (None, "", self._hash):
+            # another gateway adopted a changed spec this one has not read yet (or the
+            # reverse): wait for the config reload rather than fight over the rollout
+            log.debug("rollout %s: the stored spec is not this gateway's; waiting", self.name)
+            return True
         command = rec.state.get("command") if rec else None
+        if state.phase in ACTIVE_PHASES:
+            await self.routing.refresh()
+            state = self.with_live_weights(state)
         step = _Step(self, state, version)
         try:
             if command:
@@ -228,6 +261,78 @@ class RolloutController:
 
     async def release(self) -> None:
         await self.store.release_lock(self.lock_name, self.owner)
+
+    # ------------------------------------------------------------------ the config file
+
+    async def _audit(self, action: str, phase_before: str, phase: str, reason: str) -> None:
+        await self.store.append_audit(
+            [
+                records.rollout_config(
+                    actor="config-file",
+                    rollout=self.name,
+                    model=self.spec.model,
+                    rule=self.spec.rule,
+                    canary=self.spec.canary,
+                    strategy=self.spec.strategy,
+                    action=action,
+                    phase_before=phase_before,
+                    phase=phase,
+                    reason=reason,
+                )
+            ]
+        )
+
+    async def adopt(self) -> bool:
+        """Make the stored rollout follow this spec: a rollout whose spec changed in the
+        config file (or that was stopped and is back) starts again from Initialized. Once per
+        cluster: a compare-and-set on the stored state; the gateway that wins audits it.
+        True when this call restarted it."""
+        for _ in range(5):
+            rec = await self.store.get_rollout(self.name)
+            if rec is None:
+                return False  # new: its first tick starts it (and audits the start)
+            before = RolloutState.from_json(rec.state)
+            if before.specHash == self._hash and before.phase != "Stopped":
+                return False
+            fresh = RolloutState(specHash=self._hash)
+            try:
+                await self.store.put_rollout(self.name, fresh.to_json(), rec.version)
+            except Conflict:
+                continue
+            why = (
+                "back in the config file; starting again"
+                if before.phase == "Stopped"
+                else "its spec changed in the config file; starting again from Initialized"
+            )
+            await self._audit("restart", before.phase, fresh.phase, why)
+            return True
+        raise Conflict(f"rollout {self.name} is changing too fast; retry")
+
+    async def stop_removed(self) -> bool:
+        """The rollout left the config file: stop it where it is (its rule keeps the live
+        weights, held by the rollout's result until a person changes it). Once per cluster;
+        True when this call stopped it."""
+        try:
+            for _ in range(5):
+                rec = await self.store.get_rollout(self.name)
+                if rec is None:
+                    return False
+                before = RolloutState.from_json(rec.state)
+                if before.phase == "Stopped":
+                    return False
+                why = "removed from the config file"
+                stopped = before.replace(phase="Stopped", message=why)
+                data = {**stopped.to_json(), "command": None}
+                try:
+                    await self.store.put_rollout(self.name, data, rec.version)
+                except Conflict:
+                    continue
+                await self._audit("stop", before.phase, "Stopped", why)
+                self._report(stopped)
+                return True
+            raise Conflict(f"rollout {self.name} is changing too fast; retry")
+        finally:
+            await self.release()
 
     def _report(self, state: RolloutState) -> None:
         set_rollout = getattr(self.metrics, "set_rollout", None)
@@ -287,26 +392,25 @@ class _Step:
         self.c._report(state)
         if not audit:
             return
-        record = {
-            "kind": "rollout",
-            "actor": actor or self.c.actor,
-            "rollout": self.c.name,
-            "model": self.spec.model,
-            "rule": self.spec.rule,
-            "version": self.spec.canary,
-            "strategy": self.spec.strategy,
-            "action": action,
-            "phaseBefore": before.phase,
-            "phase": state.phase,
-            "weights": state.weights,
-            "failedChecks": state.failedChecks,
-            "iterations": state.iterations,
-            "reason": reason,
-            "checks": [c.to_json() for c in checks],
-            "figures": dict(figures or {}),
-            "webhooks": [h.to_json() for h in hooks or []],
-            "result": state.result,
-        }
+        record = records.rollout_step(
+            actor=actor or self.c.actor,
+            rollout=self.c.name,
+            model=self.spec.model,
+            rule=self.spec.rule,
+            canary=self.spec.canary,
+            strategy=self.spec.strategy,
+            action=action,
+            phase_before=before.phase,
+            phase=state.phase,
+            weights=state.weights,
+            failed_checks=state.failedChecks,
+            iterations=state.iterations,
+            reason=reason,
+            checks=[c.to_json() for c in checks],
+            figures=figures,
+            webhooks=[h.to_json() for h in hooks or []],
+            result=state.result,
+        )
         await self.c.store.append_audit([record])
         await self.event(state.phase, f"{action}: {reason}")
 
@@ -476,17 +580,15 @@ class _Step:
                 reason, ok = f"MLflow alias {alias!r} not moved: {exc.message}", False
         await self.c.store.append_audit(
             [
-                {
-                    "kind": "rollout",
-                    "actor": self.c.actor,
-                    "rollout": self.c.name,
-                    "model": self.spec.model,
-                    "version": self.spec.canary,
-                    "action": "mlflow-alias",
-                    "ok": ok,
-                    "phase": self.state.phase,
-                    "reason": reason,
-                }
+                records.rollout_alias(
+                    actor=self.c.actor,
+                    rollout=self.c.name,
+                    model=self.spec.model,
+                    canary=self.spec.canary,
+                    phase=self.state.phase,
+                    ok=ok,
+                    reason=reason,
+                )
             ]
         )
 
@@ -536,13 +638,28 @@ class _Step:
             await self.rollback(f"aborted by {actor}", actor=actor)
 
 
-class RolloutManager:
-    """Every rollout of the config, ticked in the background of a gateway."""
+ControllerFactory = Callable[[str, RolloutSpec], RolloutController]
 
-    def __init__(self, controllers: Mapping[str, RolloutController], tick: float = 1.0) -> None:
+
+class RolloutManager:
+    """Every rollout of the config, ticked in the background of a gateway.
+
+    :meth:`reconcile` follows the config file's ``rollouts:`` (hot reload): a rollout added
+    is started, one whose spec changed is restarted, one removed is stopped; each audited
+    once per cluster, whichever gateways reload."""
+
+    def __init__(
+        self,
+        controllers: Mapping[str, RolloutController],
+        tick: float = 1.0,
+        factory: ControllerFactory | None = None,
+    ) -> None:
         self.controllers = dict(controllers)
         self.tick_interval = tick
+        self.factory = factory
         self._task: asyncio.Task[None] | None = None
+        self._adopted = False
+        self._started = False
 
     def get(self, name: str) -> RolloutController:
         c = self.controllers.get(name)
@@ -550,12 +667,47 @@ class RolloutManager:
             raise NotFound(f"rollout '{name}' not found")
         return c
 
+    async def adopt_all(self) -> None:
+        """At start: every rollout whose spec changed while no gateway ran starts again."""
+        for c in list(self.controllers.values()):
+            try:
+                await c.adopt()
+            except Exception:
+                log.exception("rollout %s: cannot adopt its spec; trying again later", c.name)
+                return
+        self._adopted = True
+
     async def tick_all(self) -> None:
-        for c in self.controllers.values():
+        if not self._adopted:
+            await self.adopt_all()
+            if not self._adopted:
+                return
+        for c in list(self.controllers.values()):
             try:
                 await c.tick()
             except Exception:
                 log.exception("rollout %s: the step failed; trying again at the next tick", c.name)
+
+    async def reconcile(self, specs: Mapping[str, RolloutSpec]) -> dict[str, list[str]]:
+        """Follow a reloaded config file's rollouts; returns what changed here (names under
+        ``started``, ``restarted``, ``stopped``)."""
+        out: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
+        for name in [n for n in self.controllers if n not in specs]:
+            await self.controllers.pop(name).stop_removed()
+            out["stopped"].append(name)
+        for name, spec in specs.items():
+            c = self.controllers.get(name)
+            if c is not None and spec_hash(spec) == c._hash:
+                continue
+            if self.factory is None:
+                raise ConfigError("rollouts: this gateway cannot start rollouts at run time")
+            new = self.factory(name, spec)
+            self.controllers[name] = new
+            await new.adopt()
+            out["started" if c is None else "restarted"].append(name)
+        if self.controllers and self._task is None and self._started:
+            self._task = asyncio.create_task(self._loop())
+        return out
 
     async def _loop(self) -> None:
         while True:
@@ -563,10 +715,12 @@ class RolloutManager:
             await asyncio.sleep(self.tick_interval)
 
     def start(self) -> None:
+        self._started = True
         if self.controllers and self._task is None:
             self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        self._started = False
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -586,11 +740,14 @@ def build_manager(
     alias_setter: AliasSetter | None = None,
 ) -> RolloutManager:
     """A controller for every rollout of ``config``; they tick at a quarter of the shortest
-    interval (at most every second)."""
+    interval (at most every second). A lease lasts one interval (at most 15s, at least 1s),
+    renewed at every tick: when its gateway dies, another one takes it over within about
+    1.25 intervals."""
     prometheus = config.server.prometheus.url if config.server.prometheus else None
     owner = default_owner()
-    controllers = {
-        name: RolloutController(
+
+    def make(name: str, spec: RolloutSpec) -> RolloutController:
+        return RolloutController(
             name,
             spec,
             store,
@@ -600,8 +757,9 @@ def build_manager(
             prometheus_url=prometheus,
             metrics=metrics,
             alias_setter=alias_setter,
+            lock_ttl=max(1.0, min(15.0, spec.analysis.interval)),
         )
-        for name, spec in config.rollouts.items()
-    }
+
+    controllers = {name: make(name, spec) for name, spec in config.rollouts.items()}
     shortest = min((s.analysis.interval for s in config.rollouts.values()), default=4.0)
-    return RolloutManager(controllers, tick=max(0.05, min(1.0, shortest / 4)))
+    return RolloutManager(controllers, tick=max(0.05, min(1.0, shortest / 4)), factory=make)

@@ -8,6 +8,7 @@ canary's range grows downward into the primary's; nobody leaves the canary).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ from types import MappingProxyType
 from typing import Any
 
 from modelrouter.errors import ModelNotFound
-from modelrouter.routing.table import BUCKETS, CompiledRule, RoutingTable, body_value
+from modelrouter.routing.table import (
+    BUCKETS,
+    CompiledRule,
+    ModelRoutes,
+    RoutingTable,
+    body_value,
+)
+
+log = logging.getLogger(__name__)
 
 _EMPTY_WEIGHTS: Mapping[str, int] = MappingProxyType({})
 
@@ -104,11 +113,30 @@ def fields_of(
     return {p: body_value(body, p) for p in paths} if paths else _NO_FIELDS
 
 
+_failed_tables: set[tuple[str, int]] = set()
+"""(model, id of its routes) whose rules raised, so each is logged once (bounded by the
+number of tables ever built with a faulty rule, which validation makes none)."""
+
+
+def _match(routes: ModelRoutes, ctx: RequestContext) -> tuple[int, int] | None:
+    """The first matching (rule, block). Conditions are validated when written and cannot
+    raise; should one ever do, the request is routed as if no rule matched (the default
+    version), never failed, and the error is logged once per model and table."""
+    try:
+        return routes.match(ctx, fields_of(ctx.body, routes.body_paths))
+    except Exception:
+        key = (routes.model, id(routes))
+        if key not in _failed_tables:
+            _failed_tables.add(key)
+            log.exception("routing rules of model %s raised; routing to its default", routes.model)
+        return None
+
+
 def decide(table: RoutingTable, model: str, ctx: RequestContext) -> Decision:
     routes = table.models.get(model)
     if routes is None:
         raise ModelNotFound(model)
-    hit = routes.match(ctx, fields_of(ctx.body, routes.body_paths)) if routes.rules else None
+    hit = _match(routes, ctx) if routes.rules else None
     if hit is not None:
         rule = routes.rules[hit[0]]
         matched = rule.block_texts[hit[1]] if hit[1] >= 0 else ()
@@ -127,6 +155,8 @@ def decide(table: RoutingTable, model: str, ctx: RequestContext) -> Decision:
         mirrors = rule.always_mirrors
         if mirrors is None:
             mirrors = tuple(v for v, pct in rule.mirrors if ctx.rand() * 100 < pct)
+        if rule.mirrors_routed and version in mirrors:
+            mirrors = tuple(v for v in mirrors if v != version)
         delay = abort = None
         if rule.fault_delay is not None:
             seconds, pct = rule.fault_delay

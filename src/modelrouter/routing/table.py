@@ -6,12 +6,12 @@ atomically as a whole; :func:`~modelrouter.routing.decide.decide` only reads it.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelrouter.config.regex import fullmatcher
 from modelrouter.config.schema import MatchBlock, ModelSpec, RouteRule, StringMatch
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class _MatchCompiler:
         if m.prefix is not None:
             return f"x.startswith({self.const(m.prefix)})"
         assert m.regex is not None
-        return f"{self.const(re.compile(m.regex).fullmatch)}(x) is not None"
+        return f"{self.const(fullmatcher(m.regex))}(x)"
 
     def condition(self, source: str, m: StringMatch, negate: bool = False) -> str:
         if negate:
@@ -105,13 +105,14 @@ def body_value(body: Mapping[str, Any] | None, path: tuple[str, ...]) -> str | N
     """The value at a dotted path of a JSON document, as a string; None when absent.
 
     Exact ``type`` tests first: ``isinstance`` against ``Mapping`` costs more than the rest of
-    a condition on the hot path."""
+    a condition on the hot path. ``isdecimal``, not ``isdigit``: every decimal character is
+    one ``int`` reads (``²`` is a digit but no number), so no path can raise here."""
     node: Any = body
     for part in path:
         t = type(node)
         if t is dict or (t is not list and isinstance(node, Mapping)):
             node = node.get(part)
-        elif t is list and part.isdigit() and int(part) < len(node):
+        elif t is list and part.isdecimal() and int(part) < len(node):
             node = node[int(part)]
         else:
             return None
@@ -152,6 +153,9 @@ class CompiledRule:
 
     always_mirrors: tuple[str, ...] | None
     """The mirror destinations when every one is at 100% (no draw needed), else None."""
+    mirrors_routed: bool = False
+    """A mirror is also a destination ("shadow the canary"): it is left out of the mirrors of
+    the requests the split sends to it."""
 
     def pick(self, bucket: int) -> str:
         return self.destinations[min(bisect_right(self.bounds, bucket), len(self.bounds) - 1)]
@@ -222,6 +226,7 @@ def compile_rule(model: str, rule: RouteRule) -> CompiledRule:
         always_mirrors=tuple(v for v, pct in mirrors)
         if all(p >= 100 for _, p in mirrors)
         else None,
+        mirrors_routed=any(v in {d.destination for d in rule.route} for v, _ in mirrors),
         timeout=rule.timeout,
         attempts=1 + (rule.retries.attempts if rule.retries else 0),
         per_try_timeout=rule.retries.perTryTimeout if rule.retries else None,
@@ -254,3 +259,17 @@ def compile_table(models: Mapping[str, ModelSpec], version: int = 0) -> RoutingT
 def rules_document(spec: ModelSpec) -> list[dict[str, Any]]:
     """The model's rules as JSON, in the shape the config file and the admin API use."""
     return [r.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for r in spec.http]
+
+
+def routed_versions(routes: ModelRoutes) -> frozenset[str]:
+    """The versions a request to the model can be served by: each reachable rule's
+    destinations with a positive weight and its fallbacks, and the default version when some
+    request matches no rule. Mirror-only versions are not among them: a shadow never answers."""
+    out: set[str] = set()
+    for rule in routes.rules:
+        out.update(v for v in rule.destinations if rule.weights.get(v, 0) > 0)
+        out.update(rule.fallback)
+        if not rule.block_texts:
+            return frozenset(out)  # a rule without match: the rules after it are unreachable
+    out.add(routes.default_version)
+    return frozenset(out)

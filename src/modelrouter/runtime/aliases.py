@@ -21,6 +21,7 @@ import logging
 import uuid
 from typing import Any
 
+from modelrouter.audit import records
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.runtime.repository import (
     RETRY_FAILED_AFTER,
@@ -35,7 +36,7 @@ from modelrouter.store.faults import gateway_name
 log = logging.getLogger(__name__)
 
 LEASE = "mlflow-alias-watch"
-ACTOR = "mlflow-alias-watch"
+ACTOR = records.ALIAS_WATCH_ACTOR
 
 
 def move_record(
@@ -44,19 +45,20 @@ def move_record(
     """The one ``alias-moved`` audit record of a move (``model``/``version``: the first of
     this gateway's versions that follow the alias; ``followers``: all of them)."""
     first = followers[0]
-    return {
-        "kind": "admin",
-        "actor": ACTOR,
-        "action": "alias-moved",
-        "what": f"MLflow alias {name}@{alias}",
-        "model": first.model,
-        "version": first.version,
-        "before": before,
-        "after": after,
-        "followers": [f"{e.model}/{e.version}" for e in followers],
-        "gateway": gateway,
-        "reason": f"{name}@{alias} moved to version {after}; every gateway swaps it in",
-    }
+    record = records.alias_moved(
+        model=first.model,
+        version=first.version,
+        registered_model=name,
+        alias=alias,
+        before=before,
+        after=after,
+    )
+    record["what"] = f"MLflow alias {name}@{alias}"
+    record["followers"] = [f"{e.model}/{e.version}" for e in followers]
+    record["gateway"] = gateway
+    # written before any gateway swaps: the outcome of each is in its log and metrics
+    record["reason"] = f"{name}@{alias} moved to version {after}; every gateway swaps it in"
+    return record
 
 
 class AliasCoordinator:

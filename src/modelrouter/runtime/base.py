@@ -59,9 +59,12 @@ class LocalRuntime(ModelRuntime):
     """An in-process model whose ``predict`` is synchronous numpy in, numpy out."""
 
     default_outputs: tuple[str, ...] = ("predict",)
-    batcher: Batcher | None = None
-    """Set by the data plane when the model has a ``batcher``; lives as long as this runtime."""
     """Outputs returned when a request names none."""
+    row_independent: ClassVar[bool] = False
+    """Each output row depends on its input row alone, so requests may share one ``predict``:
+    such runtimes are batched by default (``batcher.enabled`` overrides it)."""
+    batcher: Batcher | None = None
+    """Set by the data plane when the version is batched; lives as long as this runtime."""
 
     @abstractmethod
     def output_names(self) -> Sequence[str]:

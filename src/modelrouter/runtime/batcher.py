@@ -1,11 +1,19 @@
-"""Adaptive batching: concurrent requests to one version stacked into one ``predict``.
+"""Batching with no idle cost: concurrent requests to one version share one ``predict``.
 
 A scikit-learn ``predict`` costs about the same for 1 row as for 64 (its time is input
-validation), so under concurrency stacking rows multiplies throughput. As in KServe's batcher
-and Triton's dynamic batcher, a request waits at most ``maxLatency`` for others to join, and a
-batch that reaches ``maxBatchSize`` rows runs at once. Only requests with one 2-D input and the
-same outputs are stacked; anything else runs alone. When a batch fails, its requests run one
-by one, so one bad request cannot fail the others.
+validation), so stacking rows multiplies throughput under concurrency. Unlike a batcher that
+holds every request for a fixed window (KServe's, Triton's dynamic batcher with a queue delay),
+this one never makes a lone request wait:
+
+- a request that finds no predict running and nothing queued starts at once;
+- requests that arrive while a predict is running queue up, and the queue starts as one batch
+  the moment that predict ends, or as soon as it holds ``maxBatchSize`` rows, or after
+  ``maxLatency`` (a bound on the wait behind a slow predict, not a window every request pays).
+
+Predicts run in a worker thread, so the event loop keeps reading requests (and forming the next
+batch) while one runs. Only requests with one 2-D input and the same outputs are stacked;
+anything else runs alone. When a batch fails, its requests run one by one, so one bad request
+cannot fail the others.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -22,6 +29,7 @@ from modelrouter.protocol.types import InferenceRequest, Tensor
 from modelrouter.runtime.base import LocalRuntime
 
 BatchKey = tuple[str, str, int, tuple[str, ...] | None]
+_Item = tuple[InferenceRequest, "asyncio.Future[list[Tensor]]"]
 
 
 def stack(requests: Sequence[InferenceRequest]) -> InferenceRequest:
@@ -56,21 +64,46 @@ def split(outputs: Sequence[Tensor], requests: Sequence[InferenceRequest]) -> li
     ]
 
 
+def batched(spec: BatcherSpec, runtime: LocalRuntime) -> bool:
+    """Whether ``runtime``'s requests go through a :class:`Batcher`: as ``spec.enabled`` says,
+    else when the runtime is row-independent or the config gave a ``batcher`` block
+    explicitly (how a custom class opts in)."""
+    if spec.enabled is not None:
+        return spec.enabled
+    return runtime.row_independent or bool(spec.model_fields_set)
+
+
 @dataclass(slots=True)
-class _Pending:
-    items: list[tuple[InferenceRequest, asyncio.Future[list[Tensor]]]] = field(default_factory=list)
+class _Lane:
+    """The requests of one :data:`BatchKey`: how many predicts run, and who waits."""
+
+    running: int = 0
+    queue: list[_Item] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
 
 
+Outcome = list[Tensor] | Exception
+
+
 class Batcher:
+    """Batches the calls of one in-process runtime (see the module docstring).
+
+    The predict runs where the version's ``executor`` says: ``inline`` on the event loop (the
+    default, as unbatched), or ``thread`` in a worker thread, while the loop goes on reading
+    requests that queue for the next batch.
+    """
+
     def __init__(self, runtime: LocalRuntime, spec: BatcherSpec) -> None:
         self.runtime = runtime
         self.max_rows = spec.maxBatchSize
         self.max_latency = spec.maxLatency
-        self._pending: dict[BatchKey, _Pending] = {}
+        self.inline = runtime.spec.executor == "inline"
+        self._lanes: dict[BatchKey, _Lane] = {}
         self.batches = 0
+        """Predicts that served more than one request."""
         self.batched_requests = 0
+        """Requests answered by those predicts."""
 
     @staticmethod
     def key(request: InferenceRequest) -> BatchKey | None:
@@ -85,53 +118,96 @@ class Batcher:
 
     async def infer(self, request: InferenceRequest) -> list[Tensor]:
         key = self.key(request)
-        rows = request.inputs[0].data.shape[0] if key is not None else 0
-        if key is None or rows >= self.max_rows:
+        if key is None:
             return await self.runtime.infer(request)
+        rows = request.inputs[0].data.shape[0]
+        if rows >= self.max_rows:
+            return await self.runtime.infer(request)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Tensor]] = loop.create_future()
-        pending = self._pending.get(key)
-        if pending is None:
-            pending = self._pending[key] = _Pending()
-            pending.timer = loop.call_later(self.max_latency, self._flush, key)
-        pending.items.append((request, fut))
-        pending.rows += rows
-        if pending.rows >= self.max_rows:
-            self._flush(key)
+        lane.queue.append((request, fut))
+        lane.rows += rows
+        if lane.rows >= self.max_rows:
+            self._start(key, lane)
+        elif lane.running == 0 and len(lane.queue) == 1:
+            # idle: this request leads and starts at the end of this loop tick, together
+            # with the requests that are ready to run in the same tick (no timer, no wait)
+            loop.call_soon(self._start_if_idle, key, lane)
+        elif lane.running and lane.timer is None:
+            lane.timer = loop.call_later(self.max_latency, self._start, key, lane)
         return await fut
 
-    def _flush(self, key: BatchKey) -> None:
-        pending = self._pending.pop(key, None)
-        if pending is None:
+    def _start_if_idle(self, key: BatchKey, lane: _Lane) -> None:
+        if not lane.queue:
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
-        asyncio.get_running_loop().create_task(self._run(pending.items))
+        if lane.running == 0:
+            self._start(key, lane)
+        elif lane.timer is None:
+            lane.timer = asyncio.get_running_loop().call_later(
+                self.max_latency, self._start, key, lane
+            )
 
-    async def _run(self, items: Sequence[tuple[InferenceRequest, asyncio.Future[Any]]]) -> None:
-        if len(items) == 1:
-            request, fut = items[0]
-            await self._run_alone(request, fut)
+    def _next(self, key: BatchKey, lane: _Lane) -> None:
+        """A predict of ``lane`` ended: start what queued behind it, or forget the idle lane."""
+        if lane.queue:
+            if lane.running == 0:
+                self._start(key, lane)
+        elif lane.running == 0 and self._lanes.get(key) is lane:
+            del self._lanes[key]
+
+    def _start(self, key: BatchKey, lane: _Lane) -> None:
+        items, lane.queue, lane.rows = lane.queue, [], 0
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        if not items:
             return
+        lane.running += 1
         requests = [r for r, _ in items]
-        try:
-            answers = split(await self.runtime.infer(stack(requests)), requests)
-        except Exception:
-            for request, fut in items:  # isolate the request that broke the batch
-                await self._run_alone(request, fut)
+        if self.inline:
+            try:
+                self._deliver(items, self._outcomes(requests))
+            finally:
+                lane.running -= 1
+                self._next(key, lane)
             return
-        self.batches += 1
-        self.batched_requests += len(items)
-        for (_, fut), answer in zip(items, answers, strict=True):
-            if not fut.done():
-                fut.set_result(answer)
+        work = asyncio.get_running_loop().run_in_executor(None, self._outcomes, requests)
 
-    async def _run_alone(self, request: InferenceRequest, fut: asyncio.Future[Any]) -> None:
+        def done(work: asyncio.Future[list[Outcome]]) -> None:
+            lane.running -= 1
+            error = work.exception()
+            self._deliver(items, [error] * len(items) if error else work.result())  # type: ignore[list-item]
+            self._next(key, lane)
+
+        work.add_done_callback(done)
+
+    def _outcomes(self, requests: Sequence[InferenceRequest]) -> list[Outcome]:
+        """Each request's outputs or error: one stacked predict, or one by one when the batch
+        fails (so the request that broke it fails alone). Runs on the loop or in a thread."""
+        if len(requests) > 1:
+            try:
+                return list(split(self.runtime.run(stack(requests)), requests))
+            except Exception:
+                pass
+        return [self._alone(r) for r in requests]
+
+    def _alone(self, request: InferenceRequest) -> Outcome:
         try:
-            result = await self.runtime.infer(request)
+            return self.runtime.run(request)
         except Exception as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-            return
-        if not fut.done():
-            fut.set_result(result)
+            return exc
+
+    def _deliver(self, items: Sequence[_Item], outcomes: Sequence[Outcome]) -> None:
+        if len(items) > 1 and not any(isinstance(o, Exception) for o in outcomes):
+            self.batches += 1
+            self.batched_requests += len(items)
+        for (_, fut), outcome in zip(items, outcomes, strict=True):
+            if fut.done():
+                continue
+            if isinstance(outcome, Exception):
+                fut.set_exception(outcome)
+            else:
+                fut.set_result(outcome)

@@ -24,6 +24,7 @@ SUFFIXES = (".txt", ".bst")
 
 class LightGBMRuntime(LocalRuntime):
     format = "lightgbm"
+    row_independent = True
 
     def load(self) -> None:
         assert self.path is not None

@@ -86,6 +86,7 @@ class _Input:
 
 class OnnxRuntime(LocalRuntime):
     format = "onnx"
+    row_independent = True
 
     def load(self) -> None:
         assert self.path is not None

@@ -26,11 +26,16 @@ RUNTIMES: dict[str, str] = {
     "mlflow": "modelrouter.runtime.mlflow:MLflowRuntime",
     "custom": "modelrouter.runtime.custom:CustomRuntime",
     "remote": "modelrouter.runtime.remote:RemoteRuntime",
+    "remote-grpc": "modelrouter.runtime.remote_grpc:RemoteGrpcRuntime",
 }
 
 
+INTERNAL_FORMATS = frozenset({"remote-grpc"})
+"""Formats a config never names: ``remote-grpc`` is ``endpoint`` with ``protocol: grpc``."""
+
+
 def known_formats() -> list[str]:
-    return sorted(RUNTIMES)
+    return sorted(set(RUNTIMES) - INTERNAL_FORMATS)
 
 
 def runtime_class(fmt: str) -> type[ModelRuntime]:

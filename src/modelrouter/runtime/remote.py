@@ -18,11 +18,18 @@ Upstream failures become modelrouter errors at this edge:
   and rollouts should see as such, not as the client's fault; 504 stays a timeout.
 
 ``parameters: {maxConnections: N}`` bounds the pool (default 100, all kept alive).
+
+The request ``id`` travels in the JSON body as given (JSON escapes anything), and as the
+``x-request-id`` header only when it is safe there (what a modelrouter gateway accepts:
+1-128 characters of ``A-Z a-z 0-9 . _ : + = -``); any other id (CRLF, non-ASCII, too long) is
+sent as ``sha256-<32 hex>`` of it, so no client id can break, bloat or be refused upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,6 +54,17 @@ from modelrouter.runtime.base import ModelRuntime
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 100
 _JSON_HEADERS = {"content-type": "application/json"}
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:+=\-]{1,128}").fullmatch
+
+
+def header_id(request_id: str) -> str:
+    """``request_id`` as a safe ``x-request-id`` value: itself when it is 1-128 characters of
+    ``A-Z a-z 0-9 . _ : + = -``, else ``sha256-<32 hex>`` of it (stable, so the upstream's
+    logs of one request can still be joined)."""
+    if _SAFE_ID(request_id):
+        return request_id
+    digest = hashlib.sha256(request_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return "sha256-" + digest[:32]
 
 
 class RemoteRuntime(ModelRuntime):
@@ -70,9 +88,10 @@ class RemoteRuntime(ModelRuntime):
 
     @property
     def target(self) -> str:
-        """``remote model 'x' (version 'y') at http://...``, for messages."""
+        """``remote model 'x' version 'y'``, for messages callers see: the endpoint is an
+        internal address, so it appears only in load errors (shown to the admin) and logs."""
         version = f" version '{self.remote_version}'" if self.remote_version else ""
-        return f"remote model '{self.remote_name}'{version} at {self.endpoint}"
+        return f"remote model '{self.remote_name}'{version}"
 
     def load(self) -> None:
         """Check the settings; the network part is in :meth:`aload`."""
@@ -95,6 +114,11 @@ class RemoteRuntime(ModelRuntime):
         try:
             doc = await self._send(client, "GET", self._metadata_path, None, None)
             self._signature = _signature(doc, self.target)
+        except ModelRouterError as exc:
+            await client.aclose()
+            exc.message = f"{exc.message} (endpoint {self.endpoint})"
+            exc.args = (exc.message,)
+            raise
         except BaseException:
             await client.aclose()
             raise
@@ -108,7 +132,9 @@ class RemoteRuntime(ModelRuntime):
         if client is None:
             raise ModelNotReady(f"{self.target} is not connected")
         headers = (
-            _JSON_HEADERS if request.id is None else {**_JSON_HEADERS, "x-request-id": request.id}
+            _JSON_HEADERS
+            if request.id is None
+            else {**_JSON_HEADERS, "x-request-id": header_id(request.id)}
         )
         doc = await self._send(client, "POST", self._infer_path, encode_request(request), headers)
         try:
@@ -140,6 +166,12 @@ class RemoteRuntime(ModelRuntime):
             detail = str(exc) or type(exc).__name__
             raise UpstreamError(
                 f"{self.target} is unreachable ({method} {path}): {type(exc).__name__}: {detail}"
+            ) from None
+        except (ValueError, TypeError) as exc:
+            # what httpx refuses to send (a header it cannot encode): a failure of this
+            # version, so retries and fallbacks apply, never a 500
+            raise UpstreamError(
+                f"{self.target}: the call {method} {path} could not be sent: {type(exc).__name__}"
             ) from None
         if response.status_code != 200:
             raise self._status_error(method, path, response)

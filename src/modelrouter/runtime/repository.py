@@ -53,6 +53,10 @@ class VersionState(enum.Enum):
     FAILED = "FAILED"
 
 
+LOAD_FAILED = "load failed; see the server log"
+"""What callers without the admin token learn of a load error."""
+
+
 @dataclass(slots=True)
 class VersionEntry:
     model: str
@@ -103,13 +107,22 @@ class VersionEntry:
             return None
         return target.name, target.alias
 
-    def not_ready(self) -> ModelNotReady:
+    def reason(self, full: bool = False) -> str | None:
+        """Why the version failed to load: the error itself for the admin (``full``), a short
+        :data:`LOAD_FAILED` for anyone else. Load errors hold file paths, backend URLs and
+        bytes of a corrupt artifact; they are logged when they happen."""
+        if not self.error:
+            return None
+        return self.error if full else LOAD_FAILED
+
+    def not_ready(self, full: bool = False) -> ModelNotReady:
         if self.held:
             why = "it was unloaded through the repository API (POST .../load to load it)"
             return ModelNotReady(
                 f"model '{self.model}' version '{self.version}' is not ready: {why}"
             )
-        reason = f": {self.error}" if self.error else ""
+        detail = self.reason(full)
+        reason = f": {detail}" if detail else ""
         return ModelNotReady(
             f"model '{self.model}' version '{self.version}' is not ready ({self.state.value})"
             f"{reason}"
@@ -261,9 +274,7 @@ class ModelRepository:
         return e.runtime
 
     def all_ready(self) -> bool:
-        """Every version ready, apart from those unloaded on purpose: a repository intent holds
-        a version on every gateway, and must not take every gateway out of service."""
-        return all(e.ready or e.held for e in self.entries())
+        return all(e.ready for e in self.entries())
 
     def resident(self) -> list[VersionEntry]:
         """Versions holding memory: READY, or LOADING with their size known."""

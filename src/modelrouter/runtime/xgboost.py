@@ -43,6 +43,7 @@ class XGBoostRuntime(LocalRuntime):
     probabilities, ``predict_proba``."""
 
     format = "xgboost"
+    row_independent = True
 
     def load(self) -> None:
         assert self.path is not None

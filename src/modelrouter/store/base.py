@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from modelrouter.audit import records
 from modelrouter.audit.chain import (
     ChainPoint,
     ChainVerifier,
+    IndexRow,
     VerifyResult,
     normalize,
     prepare_record,
@@ -107,6 +109,15 @@ class AuditBounds:
 
     anchor: ChainPoint
     head: ChainPoint
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as read for verification: the record and, in SQL stores, its index columns
+    (:data:`~modelrouter.audit.chain.INDEX_COLUMNS`) as stored beside it."""
+
+    record: dict[str, Any]
+    columns: IndexRow | None = None
 
 
 class Watch:
@@ -324,26 +335,56 @@ class Store(abc.ABC):
     async def audit_bounds(self) -> AuditBounds:
         """The anchor and head of the log, read together."""
 
-    async def verify_audit(self, batch: int = 1000) -> VerifyResult:
-        """Verify the whole stored log against its anchor and head.
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` stored records with seq > ``after_seq``, in seq order, with the index
+        columns a SQL store filters on (what :meth:`verify_audit` cross-checks)."""
+        page = await self.query_audit(limit=limit, order="asc", after_seq=after_seq)
+        return [StoredRecord(r) for r in page]
 
-        Records appended while this runs are ignored (it checks up to the head read first);
-        a concurrent prune can make it fail spuriously.
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        """The stored ``hash`` of each of ``seqs`` that is in the log (checkpoint checks)."""
+        out: dict[int, str] = {}
+        for seq in seqs:
+            page = await self.scan_audit(seq - 1, 1)
+            if page and page[0].record.get("seq") == seq:
+                out[seq] = page[0].record["hash"]
+        return out
+
+    async def verify_audit(self, batch: int = 1000) -> VerifyResult:
+        """Verify the whole stored log against its anchor and head, ``batch`` records at a time
+        (memory stays bounded by one batch).
+
+        Checks every record's hash and link, that its index columns are the ones derived from
+        it, that nothing is missing up to the head and that nothing is stored after it, nor at
+        or before the anchor (a prune deletes those: one still there means the anchor was
+        moved to leave records unverified).
+        Records appended while this runs are not checked (it stops at the head read first).
+        A concurrent prune can make it fail spuriously.
         """
+        if batch < 1:
+            raise InvalidInput("batch must be at least 1")
         bounds = await self.audit_bounds()
         verifier = ChainVerifier(bounds.anchor)
-        after: int | None = bounds.anchor.seq
+        first = await self.scan_audit(-1, 1)
+        if first:
+            seq = first[0].record.get("seq") if first[0].columns is None else first[0].columns[0]
+            if isinstance(seq, int) and seq <= bounds.anchor.seq:
+                return verifier.before_anchor(seq, bounds.anchor)
+        after = bounds.anchor.seq
         while not verifier.failed:
-            page = await self.query_audit(limit=batch, order="asc", after_seq=after)
-            for record in page:
-                seq = record.get("seq")
+            page = await self.scan_audit(after, batch)
+            for row in page:
+                seq = row.record.get("seq")
+                if row.columns is not None:
+                    seq = row.columns[0]
                 if isinstance(seq, int) and seq > bounds.head.seq:
-                    return verifier.finish(bounds.head)
-                if not verifier.feed(record):
+                    return await self._past_head(verifier, seq, bounds.head)
+                if not verifier.feed(row.record, row.columns):
                     break
             if len(page) < batch:
                 break
-            after = page[-1]["seq"]
+            last = page[-1]
+            after = last.columns[0] if last.columns is not None else last.record["seq"]
         return verifier.finish(bounds.head)
 
     async def audit_gaps(self) -> list[dict[str, Any]]:
@@ -360,6 +401,16 @@ class Store(abc.ABC):
         Stores that cannot lose state (memory) return ``[]``.
         """
         return []
+
+    async def _past_head(self, verifier: ChainVerifier, seq: int, head: ChainPoint) -> VerifyResult:
+        """A record after the head read first: appended since (fine, stop there), or planted
+        outside the store (the head, updated in every append's transaction, is still below)."""
+        if verifier.last.seq < head.seq:  # something before the head is missing
+            return verifier.finish(head)
+        current = (await self.audit_bounds()).head
+        if current.seq >= seq:
+            return verifier.finish(head)
+        return verifier.past_head(seq, current)
 
     # -- rollouts (state and lease locks of the rollout controllers) -----------------------
 
@@ -454,30 +505,28 @@ def prepare_records(records: Sequence[Mapping[str, Any]], now: float) -> list[di
     return [prepare_record(r, now) for r in records]
 
 
-def index_columns(
-    record: Mapping[str, Any],
-) -> tuple[float, str, str | None, str | None, str | None, str | None]:
-    """The indexed columns of a prepared record: time, kind, model, version, rule, request_id."""
-
-    def text(key: str) -> str | None:
-        v = record.get(key)
-        return None if v is None else str(v)
-
-    return (
-        float(record["time"]),
-        str(record["kind"]),
-        text("model"),
-        text("version"),
-        text("rule"),
-        text("request_id"),
-    )
-
-
 def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
     """A routing document as plain JSON data (the store does not interpret it)."""
     if not isinstance(document, Mapping):
         raise InvalidInput(f"a routing document must be a mapping, not {type(document).__name__}")
     return normalize(document)
+
+
+FEEDBACK_ONCE_INDEX = "mr_audit_feedback_once"
+"""The unique index that makes feedback unique per request id (every gateway, one store)."""
+
+
+def feedback_once_sql(table: str) -> str:
+    """The partial unique index on ``table``: at most one ``feedback`` record per request."""
+    return (
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {FEEDBACK_ONCE_INDEX} ON {table} (request_id)"
+        " WHERE kind = 'feedback'"
+    )
+
+
+def duplicate_feedback(detail: object) -> Conflict:
+    """What :meth:`Store.append_audit` raises for a second feedback of one request."""
+    return Conflict(f"request_id: feedback for this request was already given ({detail})")
 
 
 def check_expected(model: str, current: int, expected: int | None) -> None:
@@ -496,19 +545,16 @@ def change_record(
     reason: str,
 ) -> dict[str, Any]:
     """The ``change`` audit record of a :meth:`Store.put_routing`."""
-    return {
-        "kind": "change",
-        "time": after.updated_at,
-        "actor": after.actor,
-        "action": "create" if before is None else "update",
-        "what": f"routing of {model}",
-        "model": model,
-        "before": None if before is None else before.document,
-        "after": after.document,
-        "previous_table_version": None if before is None else before.version,
-        "table_version": after.version,
-        "reason": reason,
-    }
+    return records.routing_change(
+        model=model,
+        actor=after.actor,
+        before=None if before is None else before.document,
+        previous_routing_version=None if before is None else before.version,
+        after=after.document,
+        routing_version=after.version,
+        reason=reason,
+        time=after.updated_at,
+    )
 
 
 def check_intent(model: str, version: str, state: str) -> IntentState:
@@ -520,20 +566,24 @@ def check_intent(model: str, version: str, state: str) -> IntentState:
     return "loaded" if state == "loaded" else "unloaded"
 
 
-def intent_audit_record(intent: IntentRecord) -> dict[str, Any]:
-    """The ``admin`` audit record of :meth:`Store.put_intent`."""
-    return {
-        "kind": "admin",
-        "time": intent.updated_at,
-        "actor": intent.actor,
-        "action": "load" if intent.state == "loaded" else "unload",
-        "what": f"version {intent.version} of {intent.model}",
-        "model": intent.model,
-        "version": intent.version,
-        "intent": intent.state,
-        "intent_revision": intent.revision,
-        "reason": intent.reason or f"{intent.state} on every gateway",
-    }
+def intent_audit_record(intent: IntentRecord, before: str | None) -> dict[str, Any]:
+    """The ``admin`` audit record of :meth:`Store.put_intent`: ``before``/``after`` are the
+    stored intents (``none`` when there was none): the record is the cluster's, written before
+    any gateway applies it."""
+    record = records.version_action(
+        actor=intent.actor,
+        action="load" if intent.state == "loaded" else "unload",
+        model=intent.model,
+        version=intent.version,
+        before=before or "none",
+        after=intent.state,
+        reason=intent.reason or f"{intent.state} on every gateway",
+        time=intent.updated_at,
+    )
+    record["what"] = f"version {intent.version} of {intent.model}"
+    record["intent"] = intent.state
+    record["intent_revision"] = intent.revision
+    return record
 
 
 def prune_record(
@@ -545,21 +595,14 @@ def prune_record(
     now: float,
 ) -> dict[str, Any]:
     """The ``admin`` audit record a prune leaves behind."""
-    rules = []
-    if max_age is not None:
-        rules.append(f"max_age={max_age:g}s")
-    if max_count is not None:
-        rules.append(f"max_count={max_count}")
-    return {
-        "kind": "admin",
-        "time": now,
-        "actor": actor,
-        "action": "prune_audit",
-        "what": "audit log",
-        "deleted": deleted,
-        "anchor_seq": anchor.seq,
-        "reason": "retention: " + ", ".join(rules),
-    }
+    return records.pruned(
+        deleted=deleted,
+        anchor_seq=anchor.seq,
+        actor=actor,
+        max_age=max_age,
+        max_count=max_count,
+        time=now,
+    )
 
 
 def audit_select(

@@ -28,6 +28,7 @@ from modelrouter.store.base import (
     check_prune,
     check_query,
     check_rollout_expected,
+    duplicate_feedback,
     intent_audit_record,
     normalize_document,
     normalize_rollout_state,
@@ -48,6 +49,8 @@ class MemoryStore(Store):
         self._routing: dict[str, RoutingRecord] = {}
         self._revision = 0
         self._audit: list[dict[str, Any]] = []
+        self._feedback: set[Any] = set()
+        """Request ids with a feedback record: at most one each (as the SQL stores' index)."""
         self._head = GENESIS
         self._anchor = GENESIS
         self._metric_rows: list[MetricRow] = []
@@ -94,6 +97,11 @@ class MemoryStore(Store):
     # -- audit ---------------------------------------------------------------------------
 
     def _append_locked(self, prepared: list[dict[str, Any]]) -> list[int]:
+        fresh = [d["request_id"] for d in prepared if d.get("kind") == "feedback"]
+        fresh = [rid for rid in fresh if rid is not None]
+        taken = self._feedback.intersection(fresh)
+        if taken or len(set(fresh)) < len(fresh):
+            raise duplicate_feedback(sorted(taken or fresh)[0])
         seqs = []
         head = self._head
         for data in prepared:
@@ -102,6 +110,7 @@ class MemoryStore(Store):
             head = ChainPoint(sealed["seq"], sealed["hash"])
             seqs.append(head.seq)
         self._head = head
+        self._feedback.update(fresh)
         return seqs
 
     async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -237,7 +246,9 @@ class MemoryStore(Store):
         async with self._lock:
             revision = max((i.revision for i in self._intents.values()), default=0) + 1
             intent = IntentRecord(model, version, state, actor, reason, revision, self._clock())
-            self._append_locked(prepare_records([intent_audit_record(intent)], intent.updated_at))
+            old = self._intents.get((model, version))
+            record = intent_audit_record(intent, old.state if old else None)
+            self._append_locked(prepare_records([record], intent.updated_at))
             self._intents[(model, version)] = intent
         return intent
 

@@ -26,10 +26,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.audit.gaps import GAP_KIND
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
+    FEEDBACK_ONCE_INDEX,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
     AliasRecord,
@@ -42,6 +43,7 @@ from modelrouter.store.base import (
     RolloutRecord,
     RoutingRecord,
     Store,
+    StoredRecord,
     Watch,
     audit_select,
     change_record,
@@ -50,7 +52,8 @@ from modelrouter.store.base import (
     check_metric_rows,
     check_prune,
     check_rollout_expected,
-    index_columns,
+    duplicate_feedback,
+    feedback_once_sql,
     intent_audit_record,
     metric_row,
     metric_values,
@@ -183,6 +186,12 @@ class PostgresStore(Store):
                     await conn.execute(f'CREATE SCHEMA "{self.schema}"')
                 for statement in self._schema_statements():
                     await conn.execute(statement)
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(feedback_once_sql(self._t_audit))
+                except psycopg.errors.UniqueViolation as exc:
+                    # a store from before the constraint holding duplicates: keep serving
+                    log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
                 cur = await conn.execute(f"SELECT schema_version FROM {self._t_state} WHERE id = 1")
                 row = await cur.fetchone()
                 if row is not None and row[0] > SCHEMA_VERSION:
@@ -315,6 +324,10 @@ class PostgresStore(Store):
                             str(exc).splitlines()[0],
                         )
                         continue
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
+                except psycopg.errors.UniqueViolation as exc:
+                    if FEEDBACK_ONCE_INDEX in str(exc):
+                        raise duplicate_feedback(exc.diag.message_primary) from exc
                     raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
                 except psycopg.Error as exc:
                     dead = conn.broken or conn.closed
@@ -575,6 +588,28 @@ class PostgresStore(Store):
 
         return await self._op(read)
 
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        query = (
+            "SELECT seq, time, kind, model, version, rule, request_id, record, prev_hash, hash"
+            f" FROM {self._t_audit} WHERE seq > %s ORDER BY seq LIMIT %s"
+        )
+
+        async def read(conn: Conn) -> list[StoredRecord]:
+            cur = await conn.execute(query, (after_seq, limit))
+            return [StoredRecord(unseal(*row[7:]), tuple(row[:7])) for row in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+        query = f"SELECT seq, hash FROM {self._t_audit} WHERE seq = ANY(%s)"
+
+        async def read(conn: Conn) -> dict[int, str]:
+            cur = await conn.execute(query, (wanted,))
+            return {int(seq): digest for seq, digest in await cur.fetchall()}
+
+        return await self._op(read)
+
     async def prune_audit(
         self,
         max_age: float | None = None,
@@ -716,6 +751,11 @@ class PostgresStore(Store):
             cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_intent}")
             row = await cur.fetchone()
             top = int(row[0]) if row else 0
+            cur = await conn.execute(
+                f"SELECT state FROM {self._t_intent} WHERE model = %s AND version = %s",
+                (model, version),
+            )
+            old = await cur.fetchone()
             intent = IntentRecord(model, version, state, actor, reason, top + 1, self._clock())
             await conn.execute(
                 f"INSERT INTO {self._t_intent} VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -724,7 +764,7 @@ class PostgresStore(Store):
                 " revision = excluded.revision, updated_at = excluded.updated_at",
                 (model, version, state, actor, reason, intent.revision, intent.updated_at),
             )
-            record = intent_audit_record(intent)
+            record = intent_audit_record(intent, old[0] if old else None)
             await self._append_locked(conn, prepare_records([record], intent.updated_at))
             return intent
 

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, seal_text, unseal
+from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.audit.gaps import GAP_KIND
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
@@ -40,6 +40,7 @@ from modelrouter.store.base import (
     RolloutRecord,
     RoutingRecord,
     Store,
+    StoredRecord,
     Watch,
     audit_select,
     change_record,
@@ -48,7 +49,8 @@ from modelrouter.store.base import (
     check_metric_rows,
     check_prune,
     check_rollout_expected,
-    index_columns,
+    duplicate_feedback,
+    feedback_once_sql,
     intent_audit_record,
     metric_row,
     metric_values,
@@ -61,6 +63,7 @@ from modelrouter.store.base import (
 from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
 T = TypeVar("T")
+log = logging.getLogger("modelrouter.store")
 
 log = logging.getLogger("modelrouter.store")
 
@@ -157,6 +160,12 @@ _INSERT_AUDIT = (
 )
 
 
+_SCAN_AUDIT = (
+    "SELECT seq, time, kind, model, version, rule, request_id, record, prev_hash, hash"
+    " FROM mr_audit WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+
+
 def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///path`` URL, made absolute against the current directory.
 
@@ -234,6 +243,15 @@ class SQLiteStore(Store):
     def _create_schema(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA:
             conn.execute(statement)
+        try:
+            conn.execute("SAVEPOINT feedback_once")
+            conn.execute(feedback_once_sql("mr_audit"))
+            conn.execute("RELEASE feedback_once")
+        except sqlite3.IntegrityError as exc:
+            # a store from before the constraint that already holds duplicates: keep serving
+            conn.execute("ROLLBACK TO feedback_once")
+            conn.execute("RELEASE feedback_once")
+            log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
         (version,) = conn.execute("SELECT schema_version FROM mr_state WHERE id = 1").fetchone()
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -295,6 +313,10 @@ class SQLiteStore(Store):
             return fn(*args)
         except ModelRouterError:
             raise
+        except sqlite3.IntegrityError as exc:
+            if "mr_audit.request_id" in str(exc):
+                raise duplicate_feedback(exc) from exc
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
@@ -518,6 +540,27 @@ class SQLiteStore(Store):
 
         return await self._run(self._read, read)
 
+    async def scan_audit(self, after_seq: int, limit: int) -> list[StoredRecord]:
+        def read(conn: sqlite3.Connection) -> list[StoredRecord]:
+            rows = conn.execute(_SCAN_AUDIT, (after_seq, limit))
+            return [StoredRecord(unseal(*row[7:]), tuple(row[:7])) for row in rows]
+
+        return await self._run(self._read, read)
+
+    async def audit_hashes(self, seqs: Sequence[int]) -> dict[int, str]:
+        wanted = sorted({int(s) for s in seqs})
+
+        def read(conn: sqlite3.Connection) -> dict[int, str]:
+            out: dict[int, str] = {}
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT seq, hash FROM mr_audit WHERE seq IN ({marks})"
+                out.update(conn.execute(query, chunk).fetchall())
+            return out
+
+        return await self._run(self._read, read)
+
     async def prune_audit(
         self,
         max_age: float | None = None,
@@ -635,12 +678,16 @@ class SQLiteStore(Store):
 
         def write(conn: sqlite3.Connection) -> IntentRecord:
             (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_intent").fetchone()
+            old = conn.execute(
+                "SELECT state FROM mr_intent WHERE model = ? AND version = ?", (model, version)
+            ).fetchone()
             intent = IntentRecord(model, version, state, actor, reason, top + 1, self._clock())
             conn.execute(
                 "INSERT OR REPLACE INTO mr_intent VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (model, version, state, actor, reason, intent.revision, intent.updated_at),
             )
-            self._append_locked(conn, [intent_audit_record(intent)], intent.updated_at)
+            record = intent_audit_record(intent, old[0] if old else None)
+            self._append_locked(conn, [record], intent.updated_at)
             return intent
 
         return await self._write(write)

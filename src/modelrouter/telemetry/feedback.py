@@ -10,7 +10,8 @@ answered is looked for again for a short while before the answer is 404.
 Scoring, element by element against the flattened first output: a numeric (floating point)
 prediction is a regression, and adds ``|prediction - truth|``; any other prediction (integer
 class, string, bool) is a label, correct when equal to the truth. Each feedback is an audit
-record of kind ``feedback``; a second feedback for the same request is refused (409).
+record of kind ``feedback``; a second feedback for the same request is refused (409) by a
+unique index of the store, so two gateways posting it at once cannot both accept it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from modelrouter.audit import records
 from modelrouter.errors import Conflict, InvalidInput, NotFound
 from modelrouter.protocol.types import Tensor
 from modelrouter.store.base import Store
@@ -31,6 +33,16 @@ MAX_PREDICTION_ELEMENTS = 16
 elements (so the audit log stays small)."""
 
 FIELDS = ("request_id", "truth", "reward")
+
+MAX_TRUTH_DEPTH = 8
+"""Nesting of lists in ``truth`` (a prediction is a tensor of a few dimensions)."""
+MAX_TRUTH_ELEMENTS = 1024
+"""Values in ``truth``; scoring needs one per predicted element, and at most
+:data:`MAX_PREDICTION_ELEMENTS` are recorded."""
+MAX_LABEL_LENGTH = 1024
+"""Characters of one string label in ``truth``."""
+MAX_REQUEST_ID = 128
+"""Characters of ``request_id``: the gateway's request ids are at most this long."""
 
 
 def compact_prediction(outputs: Sequence[Tensor]) -> list[Any] | None:
@@ -72,18 +84,36 @@ def _is_number(v: Any) -> bool:
 
 
 def _flatten(truth: Any, out: list[Any]) -> None:
-    if isinstance(truth, list):
-        for t in truth:
-            _flatten(t, out)
-        return
-    if truth is None or not (isinstance(truth, str | bool) or _is_number(truth)):
-        raise InvalidInput(
-            "truth: must be a label (string, integer, bool), a number, or a list of them, "
-            f"not {type(truth).__name__}"
-        )
-    if isinstance(truth, float) and not math.isfinite(truth):
-        raise InvalidInput("truth: must be finite")
-    out.append(truth)
+    """Append the values of ``truth`` to ``out``, refusing a wrong type, nesting deeper than
+    :data:`MAX_TRUTH_DEPTH` or more than :data:`MAX_TRUTH_ELEMENTS` values. Iterative: a
+    deep list must be a 400, not a RecursionError."""
+    stack: list[tuple[Any, int]] = [(truth, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, list):
+            if depth >= MAX_TRUTH_DEPTH:
+                raise InvalidInput(
+                    f"truth: lists nested more than {MAX_TRUTH_DEPTH} deep; give a label, a "
+                    "number, or a list shaped like the prediction"
+                )
+            stack.extend((t, depth + 1) for t in reversed(node))
+            if len(out) + len(stack) > MAX_TRUTH_ELEMENTS:
+                raise InvalidInput(f"truth: more than {MAX_TRUTH_ELEMENTS} values")
+            continue
+        if node is None or not (isinstance(node, str | bool) or _is_number(node)):
+            raise InvalidInput(
+                "truth: must be a label (string, integer, bool), a number, or a list of them, "
+                f"not {type(node).__name__}"
+            )
+        if isinstance(node, float) and not math.isfinite(node):
+            raise InvalidInput("truth: must be finite")
+        if isinstance(node, str) and len(node) > MAX_LABEL_LENGTH:
+            raise InvalidInput(
+                f"truth: a label of {len(node)} characters; at most {MAX_LABEL_LENGTH}"
+            )
+        out.append(node)
+        if len(out) > MAX_TRUTH_ELEMENTS:
+            raise InvalidInput(f"truth: more than {MAX_TRUTH_ELEMENTS} values")
 
 
 def score(prediction: Sequence[Any], truth: Any) -> Score:
@@ -134,12 +164,18 @@ def parse_feedback(doc: Any) -> FeedbackRequest:
         raise InvalidInput(
             "request_id: required, a non-empty string (the x-request-id of the response)"
         )
+    if len(rid) > MAX_REQUEST_ID:
+        raise InvalidInput(
+            f"request_id: {len(rid)} characters; request ids have at most {MAX_REQUEST_ID}"
+        )
     truth = doc.get("truth")
     reward = doc.get("reward")
     if truth is None and reward is None:
         raise InvalidInput("truth or reward: give the ground truth, a reward, or both")
     if reward is not None and (not _is_number(reward) or not math.isfinite(reward)):
-        raise InvalidInput(f"reward: must be a finite number, not {reward!r}")
+        shown = repr(reward)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise InvalidInput(f"reward: must be a finite number, not {shown}")
     if truth is not None:
         _flatten(truth, [])  # refuse a wrong type before the lookup
     return FeedbackRequest(rid, truth, None if reward is None else float(reward))
@@ -242,24 +278,24 @@ class FeedbackService:
                     "scored; a reward can be given"
                 )
             result_score = score(joined.prediction, req.truth)
-        if await self.store.query_audit(kind="feedback", request_id=rid, limit=1):
-            raise Conflict(f"request_id: feedback for request {rid!r} was already given")
-        record: dict[str, Any] = {
-            "kind": "feedback",
-            "actor": actor,
-            "request_id": rid,
-            "model": joined.model,
-            "version": joined.version,
-            "truth": req.truth,
-            "reward": req.reward,
-        }
-        if result_score is not None:
-            record.update(
-                labels=result_score.labels,
-                correct=result_score.correct,
-                values=result_score.values,
-                abs_error=result_score.abs_error,
-            )
-        await self.store.append_audit([record])
+        s = result_score
+        record = records.feedback(
+            actor=actor,
+            request_id=rid,
+            model=joined.model,
+            version=joined.version,
+            truth=req.truth,
+            reward=req.reward,
+            scored=s is not None,
+            labels=None if s is None else s.labels,
+            correct=None if s is None else s.correct,
+            values=None if s is None else s.values,
+            abs_error=None if s is None else s.abs_error,
+        )
+        try:
+            # the store's unique index on (feedback, request_id) decides, for every gateway
+            await self.store.append_audit([record])
+        except Conflict:
+            raise Conflict(f"request_id: feedback for request {rid!r} was already given") from None
         self.sink.feedback(joined.model, joined.version, result_score, req.reward)
         return FeedbackResult(rid, joined.model, joined.version, result_score, req.reward)

@@ -12,7 +12,7 @@ dict lookups, one counter increment and one histogram observation.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -48,6 +48,8 @@ RESIDENT_BYTES = "modelrouter_resident_bytes"
 ROLLOUT_PHASE = "modelrouter_rollout_phase"
 ROLLOUT_WEIGHT = "modelrouter_rollout_weight"
 TELEMETRY_FLUSH_FAILURES = "modelrouter_telemetry_flush_failures_total"
+OUTLIER_EJECTIONS = "modelrouter_outlier_ejections_total"
+OUTLIER_EJECTED = "modelrouter_outlier_ejected"
 
 NAMES = (
     REQUESTS,
@@ -65,6 +67,8 @@ NAMES = (
     ROLLOUT_PHASE,
     ROLLOUT_WEIGHT,
     TELEMETRY_FLUSH_FAILURES,
+    OUTLIER_EJECTIONS,
+    OUTLIER_EJECTED,
 )
 
 LATENCY_BUCKETS = (
@@ -305,8 +309,23 @@ class Metrics:
             "Failed writes of telemetry windows to the store (retried on the next flush)",
             registry=r,
         )
+        self.outlier_ejections = Counter(
+            _base(OUTLIER_EJECTIONS),
+            "Versions ejected by outlier detection (consecutive errors)",
+            ["model", "version"],
+            registry=r,
+        )
+        self.outlier_ejected = Gauge(
+            OUTLIER_EJECTED,
+            "1 while a version is ejected by outlier detection",
+            ["model", "version"],
+            registry=r,
+        )
         self._rollout_versions: dict[str, set[str]] = {}
         self._repository_collector: ModelStateCollector | None = None
+        self.renderer: Callable[[], bytes] | None = None
+        """Set in a worker process (:class:`~modelrouter.telemetry.workers.WorkerMetrics`):
+        what ``/metrics`` serves is then the sum over every worker."""
 
     # ------------------------------------------------------------------ hot path
 
@@ -318,6 +337,12 @@ class Metrics:
 
     def fallback(self, model: str, from_version: str, to_version: str) -> None:
         self.fallbacks.labels(model, from_version, to_version).inc()
+
+    def outlier(self, model: str, version: str, ejected: bool) -> None:
+        """A version was ejected (``ejected``) or returned to service."""
+        if ejected:
+            self.outlier_ejections.labels(model, version).inc()
+        self.outlier_ejected.labels(model, version).set(1 if ejected else 0)
 
     # ------------------------------------------------------------------ shadow
 
@@ -393,6 +418,8 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text of the registry (what ``GET /metrics`` serves)."""
+        if self.renderer is not None:
+            return self.renderer()
         return render(self.registry)
 
 

@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 
 from modelrouter.audit.chain import (
     GENESIS_HASH,
+    INDEX_COLUMNS,
     ChainPoint,
     ChainVerifier,
     canonical_json,
+    check_columns,
+    index_columns,
     normalize,
     prepare_record,
     record_hash,
@@ -289,3 +292,41 @@ def test_any_single_field_edit_fails(records: list[dict[str, Any]], data: st.Dat
     result = verify(sealed, head=head)
     assert not result.ok
     assert result.first_bad_seq == i + 1, result
+
+
+def _columns(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["seq"], *index_columns(record))
+
+
+def test_index_columns_that_match_their_records_verify() -> None:
+    records = chain([{"kind": "decision", "time": 1.0 + i, "request_id": str(i)} for i in range(3)])
+    verifier = ChainVerifier()
+    assert all(verifier.feed(r, _columns(r)) for r in records)
+    assert verifier.finish(ChainPoint(3, records[-1]["hash"])).ok
+
+
+@pytest.mark.parametrize(
+    ("position", "value"),
+    [(0, 3), (1, 99.0), (2, "admin"), (3, "ltv"), (4, "v9"), (5, "eu"), (6, "r-other")],
+)
+def test_an_index_column_unlike_its_record_fails_at_its_seq(position: int, value: Any) -> None:
+    records = chain(
+        [
+            {"kind": "decision", "time": 1.0 + i, "model": "m", "version": "v1", "rule": "d"}
+            | {"request_id": f"r{i}"}
+            for i in range(3)
+        ]
+    )
+    verifier = ChainVerifier()
+    assert verifier.feed(records[0], _columns(records[0]))
+    wrong = list(_columns(records[1]))
+    wrong[position] = value
+    assert not verifier.feed(records[1], tuple(wrong))
+    result = verifier.finish()
+    name = INDEX_COLUMNS[position]
+    assert (result.ok, result.first_bad_seq) == (False, 2)
+    assert f"column {name} is {value!r}" in result.reason
+
+
+def test_check_columns_names_a_record_it_cannot_derive_columns_from() -> None:
+    assert "cannot be derived" in (check_columns({"seq": 1}, (1,) * 7) or "")

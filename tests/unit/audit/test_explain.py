@@ -26,7 +26,7 @@ def decision(**over: Any) -> dict[str, Any]:
         "weights": {"v1": 90, "v2": 10},
         "shadows": ["v3"],
         "fallbacks": [],
-        "table_version": 7,
+        "store_revision": 7,
         "status": 200,
         "latency_ms": 3.1,
         "error": None,
@@ -45,8 +45,15 @@ def test_a_sticky_decision_in_words() -> None:
         "Request abc at 2026-11-23T10:31:02Z for model churn matched rule 'default' "
         "(header x-region exact 'eu'); sticky bucket 734 of 10000 at weights v1=90, v2=10 "
         "chose v2; mirrored to v3; served by v2 with status 200 in 3.1 ms; "
-        "routing table version 7"
+        "store revision 7"
     )
+
+
+def test_a_decision_of_an_earlier_release_reads_table_version_as_the_store_revision() -> None:
+    old = decision()
+    old["table_version"] = old.pop("store_revision")
+    assert explain(old) == explain(decision())
+    assert "routing table version" not in explain(old)
 
 
 def test_a_random_draw_without_conditions() -> None:
@@ -123,8 +130,8 @@ def change(**over: Any) -> dict[str, Any]:
         "model": "churn",
         "before": BEFORE,
         "after": AFTER,
-        "previous_table_version": 6,
-        "table_version": 7,
+        "previous_routing_version": 6,
+        "routing_version": 7,
         "reason": "canary step 2",
     }
     r.update(over)
@@ -133,16 +140,35 @@ def change(**over: Any) -> dict[str, Any]:
 
 def test_a_change_in_words() -> None:
     assert explain(change()) == (
-        "alice changed routing of churn from version 6 to 7 at 2026-11-23T10:31:02Z: "
+        "alice changed routing of churn from routing version 6 to 7 at 2026-11-23T10:31:02Z: "
         "http['default'].route[0].weight 90 -> 80, http['default'].route[1].weight 10 -> 20, "
         'http[\'default\'].mirror added: {"destination": "v3"}; reason: canary step 2'
     )
 
 
 def test_a_creation_in_words() -> None:
-    text = explain(change(before=None, previous_table_version=None, table_version=1))
+    text = explain(change(before=None, previous_routing_version=None, routing_version=1))
     assert text == (
-        "alice created routing of churn (version 1) at 2026-11-23T10:31:02Z; reason: canary step 2"
+        "alice created routing of churn (routing version 1) at 2026-11-23T10:31:02Z; "
+        "reason: canary step 2"
+    )
+
+
+def test_a_change_of_an_earlier_release_reads_table_version_as_the_routing_version() -> None:
+    old = change()
+    old["previous_table_version"] = old.pop("previous_routing_version")
+    old["table_version"] = old.pop("routing_version")
+    assert explain(old) == explain(change())
+    assert summarize(old) == summarize(change()) == "alice routing of churn v6->v7: canary step 2"
+
+
+def test_a_gap_in_words() -> None:
+    text = explain(
+        {"kind": "gap", "time": T, "first_lost_seq": 5, "last_lost_seq": 9, "reason": "reset"}
+    )
+    assert text == (
+        "modelrouter found records seq 5..9 lost at 2026-11-23T10:31:02Z; "
+        "the chain continues from here; reason: reset"
     )
 
 
@@ -225,6 +251,8 @@ def test_summaries_are_one_line() -> None:
                 "actor",
                 "reason",
                 "table_version",
+                "store_revision",
+                "routing_version",
                 "served_by",
                 "pinned",
             ]

@@ -431,21 +431,23 @@ def test_string_match_needs_exactly_one() -> None:
     )
 
 
-def test_mirror_pointing_at_a_routed_version() -> None:
-    assert_error(
-        with_rules(
-            """\
-            - name: default
-              route:
-                - {destination: v1, weight: 90}
-                - {destination: v2, weight: 10}
-              mirror:
-                destination: v2  # <-
-            """
-        ),
-        "models.churn.http.0.mirror.destination",
-        "version 'v2' mirrors itself",
+def test_mirror_may_point_at_a_routed_version() -> None:
+    # shadowing the canary: v2 gets copies of the requests the split sends to v1
+    config = parse_config(
+        textwrap.dedent(
+            with_rules(
+                """\
+                - name: default
+                  route:
+                    - {destination: v1, weight: 90}
+                    - {destination: v2, weight: 10}
+                  mirror:
+                    destination: v2
+                """
+            )
+        )
     )
+    assert config.models["churn"].http[0].mirror is not None
 
 
 def test_mirrors_entry_pointing_at_a_routed_version() -> None:
@@ -465,7 +467,7 @@ def test_mirrors_entry_pointing_at_a_routed_version() -> None:
                   - destination: v1  # <-
         """,
         "models.churn.http.0.mirrors.1.destination",
-        "version 'v1' mirrors itself",
+        "version 'v1' is the rule's only destination, so it would never be mirrored",
     )
 
 

@@ -79,8 +79,8 @@ def binary_body(tensors: list[tuple[str, str, np.ndarray]], **extra: Any) -> tup
     return head + tail, str(len(head))
 
 
-def decode_one(body: bytes, header: str | None = None) -> Tensor:
-    req = v2.decode_request(body, header)
+def decode_one(body: bytes, header: str | None = None, allow_non_finite: bool = False) -> Tensor:
+    req = v2.decode_request(body, header, allow_non_finite=allow_non_finite)
     assert len(req.inputs) == 1
     return req.inputs[0]
 
@@ -193,7 +193,8 @@ BINARY_ARRAYS["FP16"] = np.array([[0.5, -1.5, np.inf], [np.nan, 65504, -0.0]], d
 def test_decode_binary(datatype: str) -> None:
     array = BINARY_ARRAYS[datatype]
     body, header = binary_body([("x", datatype, array)])
-    t = decode_one(body, header)
+    # FP16 carries inf and nan: the round trip needs them allowed (see test_non_finite_*)
+    t = decode_one(body, header, allow_non_finite=True)
     assert (t.datatype, t.shape) == (datatype, [2, 3])
     assert t.data.dtype == DTYPES[datatype]
     assert t.data.shape == (2, 3)
@@ -707,7 +708,7 @@ def test_json_round_trip(drawn: list[tuple[str, np.ndarray]], style: str) -> Non
 @given(st.lists(tensors(for_json=False), min_size=1, max_size=3))
 def test_binary_round_trip(drawn: list[tuple[str, np.ndarray]]) -> None:
     body, header = binary_body([(f"in{i}", dt, a) for i, (dt, a) in enumerate(drawn)])
-    decoded = v2.decode_request(body, header)
+    decoded = v2.decode_request(body, header, allow_non_finite=True)  # nan and inf are drawn
     for (datatype, array), t in zip(drawn, decoded.inputs, strict=True):
         assert t.datatype == datatype
         assert t.data.dtype == DTYPES[datatype]
@@ -742,3 +743,41 @@ def test_response_binary_round_trip(
         else:
             got = np.array(o["data"], dtype=t.data.dtype).reshape(t.shape)
         np.testing.assert_array_equal(got, t.data)
+
+
+# --------------------------------------------------------------------------- hostile shapes
+
+
+@pytest.mark.parametrize(
+    ("shape", "fragment"),
+    [
+        ([0, 2**63], "describes more than 2147483647 elements"),
+        ([0, 10**12, 10**12, 10**12], "describes more than 2147483647 elements"),
+        ([1] * 100, "shape has 100 dimensions; at most 32"),
+        ([2**31], "describes more than 2147483647 elements"),
+    ],
+)
+def test_absurd_shapes_are_refused_naming_the_input(shape: list[int], fragment: str) -> None:
+    doc = {"inputs": [{"name": "big", "datatype": "FP32", "shape": shape, "data": []}]}
+    with pytest.raises(InvalidInput) as err:
+        v2.decode_request(orjson.dumps(doc))
+    assert "input 'big'" in err.value.message
+    assert fragment in err.value.message
+
+
+def test_empty_tensor_with_a_sane_shape_still_decodes() -> None:
+    doc = {"inputs": [{"name": "e", "datatype": "FP32", "shape": [0, 10], "data": []}]}
+    assert v2.decode_request(orjson.dumps(doc)).inputs[0].data.shape == (0, 10)
+
+
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_binary_floats_are_refused_unless_allowed(datatype: str, bad: float) -> None:
+    array = np.array([[1.0, bad]], dtype=DTYPES[datatype])
+    body, header = binary_body([("x", datatype, array)])
+    with pytest.raises(InvalidInput) as err:
+        v2.decode_request(body, header)
+    assert "input 'x'" in err.value.message
+    assert "allowNonFinite" in err.value.message
+    t = decode_one(body, header, allow_non_finite=True)
+    np.testing.assert_array_equal(t.data, array)

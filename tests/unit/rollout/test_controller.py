@@ -348,7 +348,7 @@ def test_bluegreen_mirrors_then_switches() -> None:
     asyncio.run(main())
 
 
-def test_a_spec_change_restarts_a_finished_rollout() -> None:
+def test_a_spec_change_restarts_a_finished_rollout_once() -> None:
     async def main() -> None:
         rig = Rig()
         await rig.start()
@@ -357,6 +357,19 @@ def test_a_spec_change_restarts_a_finished_rollout() -> None:
         changed = Rig(CANARY.replace("stepWeight: 20", "stepWeight: 10"))
         c2 = changed.controller("churn-v2", changed.config.rollouts["churn-v2"])
         c2.store, c2.routing = rig.store, rig.routing
+        # the spec is adopted once (by whichever gateway reloads first), audited
+        assert await c2.adopt() is True
+        assert await c2.adopt() is False
+        assert await rig.phase() == "Initialized"
+        (restart,) = [
+            r
+            for r in await rig.store.query_audit(kind="rollout", limit=None)
+            if r["action"] == "restart"
+        ]
+        assert (restart["phaseBefore"], restart["phase"]) == ("RolledBack", "Initialized")
+        # a controller still on the old spec leaves it alone until its gateway reloads
+        await rig.c.tick()
+        assert await rig.phase() == "Initialized"
         await c2.tick()
         assert await rig.phase() == "Progressing"
         assert rig.weights() == {"v1": 90, "v2": 10}

@@ -727,3 +727,69 @@ def test_pinned_bypasses_every_rule() -> None:
     assert (d.delay, d.abort) == (None, None)
     assert d.attempts == 1
     assert d.table_version == 7
+
+
+# --------------------------------------------------------------------------- rules that raise
+
+
+def test_a_rule_chain_that_raises_routes_to_the_default_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Validation makes conditions that cannot raise; should one ever do, the request goes to
+    the default version instead of failing, and the error is logged once per table."""
+    import dataclasses
+
+    from modelrouter.config import parse_config
+    from modelrouter.routing import compile_table
+
+    cfg = parse_config(
+        """
+models:
+  m:
+    versions:
+      a: {storageUri: /a, modelFormat: sklearn}
+      b: {storageUri: /b, modelFormat: sklearn}
+    http:
+      - name: r
+        match: [{headers: {x: {exact: "1"}}}]
+        route: [{destination: b}]
+"""
+    )
+    table = compile_table(cfg.models, 1)
+
+    def boom(ctx: Any, fields: Any) -> None:
+        raise ValueError("invalid literal for int()")
+
+    routes = dataclasses.replace(table.models["m"], match=boom)
+    broken = dataclasses.replace(table, models={"m": routes})
+    with caplog.at_level("ERROR", logger="modelrouter.routing.decide"):
+        for _ in range(3):
+            d = decide(broken, "m", RequestContext(headers={"x": "1"}))
+            assert (d.version, d.rule_name) == ("a", None)
+    assert len([r for r in caplog.records if "raised" in r.getMessage()]) == 1
+
+
+def test_body_paths_with_unicode_digits_never_raise() -> None:
+    from modelrouter.routing.table import body_value
+
+    assert body_value({"inputs": [1, 2, 3]}, ("inputs", "\u00b2")) is None
+    assert body_value({"inputs": [1, 2, 3]}, ("inputs", "2")) == "3"
+
+
+def test_shadowing_the_canary_copies_only_what_the_split_sent_elsewhere() -> None:
+    t = table(
+        [
+            {
+                "name": "r",
+                "route": [{"destination": "v1", "weight": 90}, {"destination": "v2", "weight": 10}],
+                "sticky": {"header": "x-user-id"},
+                "mirror": {"destination": "v2"},
+                "mirrors": [{"destination": "v3"}],
+            }
+        ]
+    )
+    seen: dict[str, set[tuple[str, ...]]] = {"v1": set(), "v2": set()}
+    for i in range(400):
+        d = go(t, ctx({"x-user-id": f"u{i}"}))
+        seen[d.version].add(d.mirrors)
+    assert seen == {"v1": {("v2", "v3")}, "v2": {("v3",)}}

@@ -166,16 +166,10 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "invalid regex",
     ),
     (
-        "mirror pointing at a routed version",
-        doc(
-            {
-                "name": "r",
-                "route": [{"destination": "v1", "weight": 50}, {"destination": "v2", "weight": 50}],
-                "mirror": {"destination": "v2"},
-            }
-        ),
+        "mirror pointing at the only routed version",
+        doc({"name": "r", "route": [{"destination": "v2"}], "mirror": {"destination": "v2"}}),
         "http.0.mirror.destination",
-        "mirrors itself",
+        "is the rule's only destination",
     ),
     (
         "unknown field in a rule",
@@ -316,14 +310,17 @@ def test_update_bumps_versions_and_serves_at_once() -> None:
         assert state.document("ltv")["version"] == 1
 
         changes = await store.query_audit(kind="change", model="churn", order="asc", limit=None)
-        assert [(c["actor"], c["table_version"], c["reason"]) for c in changes] == [
+        assert [(c["actor"], c["routing_version"], c["reason"]) for c in changes] == [
             ("config-file", 1, "rules from the config file"),
             ("alice", 2, "all on v2"),
             ("bob", 3, "all on v3"),
         ]
         assert changes[1]["before"] == routing_document(config().models["churn"])
-        assert changes[1]["after"] == ALL_V2
-        assert changes[2]["before"] == ALL_V2
+        # the stored documents say who owns each rule (alice removed eu and default)
+        owners = {"all": "admin/alice", "eu": "admin/alice", "default": "admin/alice"}
+        assert changes[1]["after"] == {**ALL_V2, "owners": owners}
+        assert changes[2]["before"] == {**ALL_V2, "owners": owners}
+        assert changes[2]["after"]["owners"]["all"] == "admin/bob"
 
     run(check)
 
@@ -485,18 +482,36 @@ def test_apply_config_with_invalid_rules_raises_and_keeps_the_old_rules() -> Non
     run(check)
 
 
-def test_an_edit_of_the_file_replaces_rules_set_through_the_api() -> None:
+def test_an_edit_of_the_file_leaves_rules_set_through_the_api_alone_and_says_so() -> None:
+    """Deliberately changed (issue 8): a reload changes only what the file owns. It used to
+    write the whole file over rules an admin had set as soon as the file changed."""
+
     async def check(store: Store) -> None:
         state = await started(store)
         await state.update("churn", ALL_V2, "alice", "")
-        # the file did not change: its (unchanged) rules are not written back
         assert await state.apply_config(config()) == []
-        assert version_for(state, {"x-region": "eu"}) == "v2"
-        # the file changed: its rules win now
         new = edited(CONFIG, "route: [{destination: v3}]", "route: [{destination: v1}]")
-        assert await state.apply_config(new) == ["churn"]
-        assert version_for(state, {"x-region": "eu"}) == "v1"
-        assert state.document("churn")["actor"] == "config-file"
+        assert await state.apply_config(new) == []
+        # a second gateway starting with the edited file writes and reports nothing new
+        two = RoutingState(new, store)
+        await two.start()
+        assert two.document("churn")["leftAlone"] == state.document("churn")["leftAlone"]
+        assert version_for(state, {"x-region": "eu"}) == "v2"
+        d = state.document("churn")
+        assert (d["version"], d["actor"], d["owners"]) == (2, "alice", {"all": "admin/alice"})
+        assert [x["rule"] for x in d["leftAlone"]] == ["eu", "default"]
+        assert {x["owner"] for x in d["leftAlone"]} == {"admin/alice"}
+        reports = await store.query_audit(kind="admin", model="churn", limit=None)
+        (report,) = [r for r in reports if r["action"] == "config-import"]
+        assert [x["rule"] for x in report["leftAlone"]] == ["eu", "default"]
+        assert "was not applied" in report["reason"]
+        # a person writing the file's rules gives them back to the file; then edits apply
+        await state.update("churn", routing_document(new.models["churn"]), "alice", "back")
+        assert set(state.document("churn")["owners"].values()) == {"config-file"}
+        newer = edited(CONFIG, "route: [{destination: v3}]", "route: [{destination: v2}]")
+        assert await state.apply_config(newer) == ["churn"]
+        assert version_for(state, {"x-region": "eu"}) == "v2"
+        assert state.document("churn")["leftAlone"] == []
 
     run(check)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ from modelrouter.config.schema import BatcherSpec, VersionSpec
 from modelrouter.errors import InferenceFailed, ModelRouterError
 from modelrouter.protocol.types import InferenceRequest, ModelSignature, RequestedOutput, Tensor
 from modelrouter.runtime.base import LocalRuntime
-from modelrouter.runtime.batcher import Batcher
+from modelrouter.runtime.batcher import Batcher, batched
 
 
 class Doubler(LocalRuntime):
@@ -43,6 +44,19 @@ class Doubler(LocalRuntime):
         return out
 
 
+class Slow(Doubler):
+    """A predict that takes ``delay`` seconds, in a worker thread (``executor: thread``)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.spec = VersionSpec(modelFormat="custom", implementation="x:Y", executor="thread")
+        self.delay = delay
+
+    def predict(self, inputs: list[Tensor], outputs: Sequence[str]) -> list[Tensor]:
+        time.sleep(self.delay)
+        return super().predict(inputs, outputs)
+
+
 def req(rows: np.ndarray, outputs: list[str] | None = None) -> InferenceRequest:
     t = Tensor("input-0", "FP64", list(rows.shape), rows)
     return InferenceRequest([t], None, None, [RequestedOutput(o) for o in outputs or []] or None)
@@ -60,6 +74,7 @@ def test_concurrent_requests_share_one_predict_and_get_their_own_rows() -> None:
         return await asyncio.gather(*(b.infer(req(np.full((1, 3), float(i)))) for i in range(10)))
 
     results = run(main())
+    # the first finds the batcher idle and leads; the nine ready in the same loop tick join it
     assert rt.calls == [10]
     for i, outs in enumerate(results):  # type: ignore[arg-type]
         assert outs[0].name == "predict"
@@ -67,6 +82,55 @@ def test_concurrent_requests_share_one_predict_and_get_their_own_rows() -> None:
         np.testing.assert_array_equal(outs[0].data, np.full((1, 3), 2.0 * i))
     assert b.batches == 1
     assert b.batched_requests == 10
+    assert b._lanes == {}  # an idle batcher keeps nothing
+
+
+def test_a_lone_request_never_waits_for_the_window() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=30))
+
+    async def main() -> None:
+        for i in range(3):  # one after the other: each finds the batcher idle
+            out = await asyncio.wait_for(b.infer(req(np.full((1, 2), float(i)))), 2)
+            np.testing.assert_array_equal(out[0].data, np.full((1, 2), 2.0 * i))
+
+    run(main())
+    assert rt.calls == [1, 1, 1]
+    assert b.batches == 0
+
+
+def test_requests_queue_only_behind_a_running_predict_and_start_when_it_ends() -> None:
+    rt = Slow(0.05)
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=30))
+
+    async def main() -> None:
+        first = asyncio.ensure_future(b.infer(req(np.ones((1, 2)))))
+        await asyncio.sleep(0.01)  # the first predict is running
+        rest = [b.infer(req(np.full((1, 2), 3.0))) for _ in range(5)]
+        # the 30 s bound is never reached: the queue starts when the running predict ends
+        await asyncio.wait_for(asyncio.gather(first, *rest), 2)
+
+    run(main())
+    assert rt.calls == [1, 5]
+
+
+def test_max_latency_bounds_the_wait_behind_a_slow_predict() -> None:
+    rt = Slow(0.5)
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.02))
+
+    async def main() -> float:
+        first = asyncio.ensure_future(b.infer(req(np.ones((1, 2)))))
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await asyncio.gather(*(b.infer(req(np.ones((1, 2)))) for _ in range(3)))
+        waited = time.monotonic() - started
+        await first
+        return waited
+
+    waited = run(main())
+    assert rt.calls == [1, 3]
+    # the three started 20 ms after queueing, beside the slow one, not after it
+    assert waited < 0.9  # type: ignore[operator]
 
 
 def test_a_full_batch_runs_without_waiting() -> None:
@@ -80,6 +144,21 @@ def test_a_full_batch_runs_without_waiting() -> None:
 
     run(main())
     assert rt.calls == [4, 4]
+
+
+def test_in_a_thread_requests_queue_behind_a_full_batch_and_start_when_it_ends() -> None:
+    rt = Slow(0.05)
+    b = Batcher(rt, BatcherSpec(maxBatchSize=4, maxLatency=30))
+
+    async def main() -> None:
+        await asyncio.wait_for(
+            asyncio.gather(*(b.infer(req(np.ones((1, 2)))) for _ in range(7))), 5
+        )
+
+    run(main())
+    # four fill a batch and start at once; the three left start when it ends, without
+    # waiting out the 30 s bound
+    assert rt.calls == [4, 3]
 
 
 def test_one_bad_request_does_not_fail_the_others() -> None:
@@ -132,3 +211,42 @@ def test_model_errors_keep_their_type() -> None:
     b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.001))
     with pytest.raises(ModelRouterError):
         run(b.infer(req(np.full((1, 2), -1.0))))
+
+
+class Custom(Doubler):
+    format = "custom"
+
+
+class RowWise(Doubler):
+    row_independent = True
+
+
+@pytest.mark.parametrize(
+    ("runtime", "given", "expected"),
+    [
+        (RowWise, None, True),  # built-in row-independent runtimes: on by default
+        (RowWise, {"enabled": False}, False),
+        (Custom, None, False),  # a custom class opts in
+        (Custom, {"enabled": True}, True),
+        (Custom, {"maxBatchSize": 8}, True),  # an explicit batcher block is an opt-in
+        (Custom, {"maxBatchSize": 8, "enabled": False}, False),
+    ],
+)
+def test_which_runtimes_are_batched(
+    runtime: type[Doubler], given: dict[str, object] | None, expected: bool
+) -> None:
+    spec = BatcherSpec.model_validate(given) if given is not None else BatcherSpec()
+    assert batched(spec, runtime()) is expected
+
+
+def test_the_built_in_row_independent_runtimes() -> None:
+    from modelrouter.runtime.lightgbm import LightGBMRuntime
+    from modelrouter.runtime.mlflow import MLflowRuntime
+    from modelrouter.runtime.onnx import OnnxRuntime
+    from modelrouter.runtime.sklearn import SklearnRuntime
+    from modelrouter.runtime.xgboost import XGBoostRuntime
+
+    assert all(
+        r.row_independent for r in (SklearnRuntime, XGBoostRuntime, LightGBMRuntime, OnnxRuntime)
+    )
+    assert not MLflowRuntime.row_independent  # pyfunc models may use request parameters

@@ -158,8 +158,7 @@ def test_explicit_unload_holds_until_loaded(tmp_path: Path) -> None:
         e = repo.entry("m0", "v1")
         assert e.state is VersionState.UNLOADED
         assert not e.ready
-        # unloaded on purpose (an intent every gateway follows): the gateway stays ready
-        assert repo.all_ready()
+        assert not repo.all_ready()
         with pytest.raises(ModelNotReady, match="unloaded through the repository API"):
             await predict(repo, "m0")
         await repo.load("m0", "v1")

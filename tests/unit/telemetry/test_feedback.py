@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -127,3 +128,31 @@ def test_truth_without_a_recorded_prediction_is_400_but_a_reward_is_fine() -> No
         assert result.reward == 0.5
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def test_truth_depth_and_size_are_bounded() -> None:
+    from modelrouter.errors import InvalidInput
+    from modelrouter.telemetry.feedback import MAX_TRUTH_DEPTH, MAX_TRUTH_ELEMENTS, parse_feedback
+
+    deep: Any = 1
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match=r"^truth: lists nested more than 8 deep"):
+        parse_feedback({"request_id": "r", "truth": deep})
+    ok: Any = 1
+    for _ in range(MAX_TRUTH_DEPTH):
+        ok = [ok]
+    assert parse_feedback({"request_id": "r", "truth": ok}).truth == ok
+    with pytest.raises(InvalidInput, match=r"^truth: more than 1024 values"):
+        parse_feedback({"request_id": "r", "truth": [1] * (MAX_TRUTH_ELEMENTS + 1)})
+    with pytest.raises(InvalidInput, match=r"^truth: more than 1024 values"):
+        parse_feedback({"request_id": "r", "truth": [[1] * 600, [2] * 600]})
+    with pytest.raises(InvalidInput, match=r"^truth: a label of 5000 characters"):
+        parse_feedback({"request_id": "r", "truth": "x" * 5000})
+    with pytest.raises(InvalidInput, match=r"^request_id: 200 characters"):
+        parse_feedback({"request_id": "r" * 200, "truth": 1})
+    with pytest.raises(InvalidInput, match=r"^reward: must be a finite number"):
+        parse_feedback({"request_id": "r", "reward": [[1]] * 1000})

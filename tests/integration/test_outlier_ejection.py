@@ -1,0 +1,204 @@
+"""Outlier ejection end to end: a remote version frozen with SIGSTOP under bounded load.
+
+Before the freeze the remote answers; while frozen, the first calls wait out their timeout
+and fall back, then the version is ejected and every request goes straight to the fallback
+(p99 under 50 ms); after SIGCONT and the ejection time, the remote serves again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import peers
+from modelrouter.app import create_app
+from support import EXAMPLE_MODELS, free_port, loaded_from_yaml, running_server
+
+pytestmark = pytest.mark.integration
+
+UPSTREAM = f"""\
+server: {{store: "memory://", watchConfig: false}}
+models:
+  churn:
+    versions:
+      v1: {{storageUri: {EXAMPLE_MODELS / "churn" / "v2"}, modelFormat: sklearn}}
+"""
+
+GATEWAY = """\
+server: {{store: "memory://", watchConfig: false}}
+models:
+  churn:
+    versions:
+      local: {{storageUri: ./churn/v1, modelFormat: sklearn}}
+      remote:
+        endpoint: "http://127.0.0.1:{port}"
+        timeout: 300ms
+        outlierDetection:
+          consecutiveErrors: 3
+          interval: 500ms
+          baseEjectionTime: 1500ms
+          maxEjectionPercent: 50
+    http:
+      - name: default
+        route: [{{destination: remote}}]
+        fallback: [local]
+"""
+
+ROW = [12, 89.5, 3, 1, 1, 1, 34, 1, 2, 2]
+BODY = {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 10], "data": [ROW]}]}
+CONCURRENCY = 4
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A modelrouter gateway in its own process: (port, pid)."""
+    config = tmp_path / "upstream.yaml"
+    config.write_text(UPSTREAM)
+    port = free_port()
+    argv = [sys.executable, "-m", "modelrouter.cli", "serve", str(config), "--port", str(port)]
+    server = peers.ServerProcess(
+        "upstream",
+        argv,
+        tmp_path / "upstream.log",
+        f"http://127.0.0.1:{port}/v2/health/ready",
+        env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+    )
+    with peers.serve(server, timeout=60):
+        assert server.proc is not None
+        pid = server.proc.pid
+        try:
+            yield port, pid
+        finally:
+            os.kill(pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+
+
+class Load:
+    """CONCURRENCY threads sending requests back to back; each result is kept."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.results: list[tuple[float, float, int, str]] = []  # start, seconds, status, version
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run) for _ in range(CONCURRENCY)]
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as c:
+            while not self._stop.is_set():
+                start = time.monotonic()
+                r = c.post("/v2/models/churn/infer", json=BODY)
+                took = time.monotonic() - start
+                with self._lock:
+                    self.results.append(
+                        (start, took, r.status_code, r.headers.get("x-model-version", ""))
+                    )
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def since(self, t: float) -> list[tuple[float, float, int, str]]:
+        with self._lock:
+            return [r for r in self.results if r[0] >= t]
+
+
+def p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def ejected(c: httpx.Client) -> bool:
+    return (
+        'modelrouter_outlier_ejected{model="churn",version="remote"} 1.0' in c.get("/metrics").text
+    )
+
+
+def test_a_frozen_remote_is_ejected_and_comes_back(upstream: tuple[int, int]) -> None:
+    port, pid = upstream
+    app = create_app(loaded_from_yaml(GATEWAY.format(port=port), EXAMPLE_MODELS))
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=10) as c, Load(url) as load:
+        time.sleep(0.5)
+        before = load.since(0)
+        assert before, "no request answered before the freeze"
+        assert {(s, v) for _, _, s, v in before} == {(200, "remote")}
+
+        os.kill(pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        deadline = frozen_at + 5
+        while not ejected(c):
+            assert time.monotonic() < deadline, "the frozen version was not ejected"
+            time.sleep(0.02)
+        ejected_at = time.monotonic()
+        time.sleep(0.8)  # under the 1.5 s ejection: every request goes straight to the fallback
+        during = load.since(ejected_at + 0.05)
+        assert len(during) > 20, len(during)
+        assert {(s, v) for _, _, s, v in during} == {(200, "local")}
+        assert p99([took for _, took, _, _ in during]) < 0.050
+        # the calls in flight before the ejection waited their timeout
+        assert max(took for _, took, _, _ in load.since(0)) >= 0.3
+
+        os.kill(pid, signal.SIGCONT)
+        # back within baseEjectionTime + one interval of the ejection
+        back_by = ejected_at + 1.5 + 0.5 + 1.0
+        while True:
+            recent = load.since(time.monotonic() - 0.2)
+            if any(v == "remote" for _, _, s, v in recent if s == 200):
+                break
+            assert time.monotonic() < back_by, "the version did not serve again"
+            time.sleep(0.05)
+        assert not ejected(c)
+
+
+def test_the_ejection_is_in_the_audit_log_and_the_decision(
+    upstream: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, pid = upstream
+    monkeypatch.setenv("MODELROUTER_ADMIN_TOKEN", "t0ken")
+    app = create_app(loaded_from_yaml(GATEWAY.format(port=port), EXAMPLE_MODELS))
+    auth = {"authorization": "Bearer t0ken"}
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=10, headers=auth) as c:
+        assert c.post("/v2/models/churn/infer", json=BODY).headers["x-model-version"] == "remote"
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                r = c.post("/v2/models/churn/infer", json=BODY)
+                assert r.headers["x-model-version"] == "local"
+            r = c.post("/v2/models/churn/infer", json=BODY)
+            assert r.elapsed.total_seconds() < 0.2
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while True:
+            records = c.get("/api/v1/audit", params={"kind": "ejection"}).json()["records"]
+            if records or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        (record,) = records
+        assert (record["action"], record["model"], record["version"]) == (
+            "ejected",
+            "churn",
+            "remote",
+        )
+        assert record["reason"].startswith("3 consecutive errors, the last: ")
+        decision = c.get(f"/api/v1/decisions/{r.headers['x-request-id']}").json()["record"]
+        assert decision["served_by"] == "local"
+        (fallback,) = decision["fallbacks"]
+        assert fallback["from"] == "remote"
+        assert "is ejected by outlier detection" in fallback["error"]
+        assert 'modelrouter_outlier_ejections_total{model="churn",version="remote"} 1.0' in (
+            c.get("/metrics").text
+        )
