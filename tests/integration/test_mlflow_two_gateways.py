@@ -33,15 +33,18 @@ def tracking(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "mlflow"
     root.mkdir()
     proc, uri = start_mlflow(root)
-    previous = mlflow.get_tracking_uri()
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
+        # both: another module's server may still be the registry URI of this process
         mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
         log_model(1.0, "churn")
         log_model(10.0, "churn")
         MlflowClient(uri, uri).set_registered_model_alias("churn", "champion", "1")
         yield uri
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
         proc.terminate()
         proc.wait(timeout=15)
 
