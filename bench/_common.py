@@ -238,25 +238,69 @@ def venv_package_version(bin_dir: Path, package: str) -> str:
 # ----------------------------------------------------------------------------- hey
 
 
-def ensure_hey() -> str:
-    """Path of ``hey``; installed from Debian (``apt-get install hey``) when missing and root."""
-    found = shutil.which("hey")
+def ensure_tool(command: str, package: str | None = None) -> str:
+    """Path of ``command``; its Debian package (``apt-get install PACKAGE``) is installed when
+    it is missing and we are root."""
+    found = shutil.which(command)
     if found:
         return found
+    package = package or command
     if os.geteuid() != 0:
-        raise BenchError("hey is not installed: run `sudo apt-get install -y hey`")
-    log("installing hey with apt-get")
+        raise BenchError(f"{command} is not installed: run `sudo apt-get install -y {package}`")
+    log(f"installing {package} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "hey"]
+    cmd = ["apt-get", "install", "-y", "-q", package]
     if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise BenchError(f"apt-get install hey failed:\n{result.stderr[-2000:]}")
-    found = shutil.which("hey")
+            raise BenchError(f"apt-get install {package} failed:\n{result.stderr[-2000:]}")
+    found = shutil.which(command)
     if not found:
-        raise BenchError("hey is still not on PATH after apt-get install")
+        raise BenchError(f"{command} is still not on PATH after apt-get install {package}")
     return found
+
+
+def ensure_hey() -> str:
+    """Path of ``hey`` (Debian's package when missing)."""
+    return ensure_tool("hey")
+
+
+KSERVE_VERSION = "0.21.0"
+"""The KServe SDK of the peer environment (``bench/.peers/kserve``), shared with the tests."""
+
+KSERVE_SERVER = ROOT / "tests" / "peer_scripts" / "kserve_sklearn_server.py"
+"""A ``kserve.Model`` serving a joblib file, as KServe's sklearn server does (tests use it too)."""
+
+
+def same_model_stack() -> list[str]:
+    """The scikit-learn and joblib of .venv, so every peer loads the same model files."""
+    import importlib.metadata
+
+    return [
+        f"scikit-learn=={importlib.metadata.version('scikit-learn')}",
+        f"joblib=={importlib.metadata.version('joblib')}",
+    ]
+
+
+def kserve_requirements() -> list[str]:
+    return [f"kserve=={KSERVE_VERSION}", *same_model_stack()]
+
+
+MLSERVER_VERSION = "1.7.1"
+UVLOOP_FOR_MLSERVER = "0.21.0"
+"""MLServer 1.7.1 fails to start with uvloop 0.22 or newer (see shared/PERFORMANCE.md)."""
+
+
+def mlserver_requirements() -> list[str]:
+    """MLServer + mlserver-sklearn with the same scikit-learn and joblib as .venv (the same
+    model file loads in both); ``bench/.peers/mlserver``, shared with the tests."""
+    return [
+        f"mlserver=={MLSERVER_VERSION}",
+        f"mlserver-sklearn=={MLSERVER_VERSION}",
+        f"uvloop=={UVLOOP_FOR_MLSERVER}",
+        *same_model_stack(),
+    ]
 
 
 def warn_if_busy(threshold: float = 0.5) -> float:

@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ import orjson
 from sklearn.linear_model import LogisticRegression
 
 from _common import (
+    KSERVE_SERVER,
     PEERS,
     RESULTS,
     ROOT,
@@ -49,6 +51,7 @@ from _common import (
     ServerProcess,
     Target,
     ensure_hey,
+    ensure_tool,
     ensure_venv,
     format_table,
     free_ports,
@@ -56,8 +59,10 @@ from _common import (
     hey_count,
     hey_version,
     http_post_json,
+    kserve_requirements,
     log,
     median_result,
+    mlserver_requirements,
     print_block,
     run_hey,
     serve,
@@ -70,9 +75,6 @@ from _common import (
 MODEL_NAME = "bench"
 N_FEATURES = 20
 SEED = 20261123
-MLSERVER_VERSION = "1.7.1"
-UVLOOP_FOR_MLSERVER = "0.21.0"
-"""MLServer 1.7.1 fails to start with uvloop 0.22 or newer (see shared/PERFORMANCE.md)."""
 
 SERVERS = (
     "modelrouter",
@@ -80,16 +82,28 @@ SERVERS = (
     "modelrouter-w2",
     "mlserver",
     "mlserver-w0",
+    "kserve",
+    "modelrouter-guide",
+    "guide",
     "bare",
+    "modelrouter-grpc",
 )
 LABELS = {
+    "kserve": "KServe ModelServer (v2 endpoint)",
+    "modelrouter-guide": "modelrouter, v1/v2 90/10 rule",
+    "guide": "2 KServe ModelServers + haproxy 90/10",
     "modelrouter": "modelrouter (defaults: batching, audit, telemetry)",
     "modelrouter-unbatched": "modelrouter, batcher: {enabled: false}",
     "modelrouter-w2": "modelrouter --workers 2",
     "mlserver": "MLServer (defaults)",
     "mlserver-w0": "MLServer (parallel_workers: 0)",
     "bare": "bare Starlette+orjson",
+    "modelrouter-grpc": "modelrouter over gRPC (bench/grpc_load.py, raw contents)",
 }
+GRPC_KEYS = frozenset({"modelrouter-grpc"})
+"""Served and loaded over Open Inference Protocol gRPC instead of REST JSON."""
+MIN_GRPC_VS_REST = 1.3
+"""The issue's target: gRPC at least 1.3x REST JSON req/s at the highest concurrency."""
 
 # Targets shown beside the ratios.
 MIN_VS_MLSERVER = 1.5
@@ -100,6 +114,9 @@ MIN_BATCHED_VS_BARE = 2.5
 """DESIGN section 8: batching (the default) at the highest concurrency, against the bare app."""
 MAX_IDLE_COST_MS = 0.3
 """A lone request (c=1) through the batcher: p50 at most this much above unbatched."""
+MIN_VS_GUIDE = 2.0
+"""DESIGN section 8: one modelrouter with a 90/10 rule against the guide's topology (a KServe
+ModelServer per version behind a weighted L7 proxy: haproxy stands in for the mesh's Envoy)."""
 MIN_WORKERS_GAIN = 1.0
 """Two workers must not serve less than one process (on 2 cores, hey takes part of them)."""
 
@@ -174,9 +191,10 @@ def modelrouter_server(
     name: str = "modelrouter",
     extra: str = "",
     args: Sequence[str] = (),
+    grpc_port: int | None = None,
 ) -> ServerProcess:
     """modelrouter with its defaults; ``extra`` adds lines under the model (a batcher),
-    ``args`` to ``serve`` (``--workers 2``)."""
+    ``args`` to ``serve`` (``--workers 2``); ``grpc_port`` turns on ``server.grpc``."""
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "modelrouter.yaml"
@@ -185,7 +203,8 @@ def modelrouter_server(
         "server:\n"
         "  name: bench\n"
         f"  http: {{host: 127.0.0.1, port: {port}}}\n"
-        "models:\n"
+        + (f"  grpc: {{host: 127.0.0.1, port: {grpc_port}}}\n" if grpc_port else "")
+        + "models:\n"
         f"  {MODEL_NAME}:\n"
         "    versions:\n"
         f"      v1: {{storageUri: {model.file.parent}, modelFormat: sklearn}}\n" + extra
@@ -195,18 +214,63 @@ def modelrouter_server(
     return ServerProcess(name, argv, folder / "server.log", ready_url(port), cwd=folder)
 
 
-def mlserver_requirements() -> list[str]:
-    """What the MLServer virtualenv needs: the same scikit-learn and joblib as .venv so that it
-    loads the same model file."""
-    sklearn = importlib.metadata.version("scikit-learn")
-    joblib_v = importlib.metadata.version("joblib")
+def guide_rule(model: Model) -> str:
+    """Config lines under the model: a second version (the same file) and a 90/10 rule."""
+    return (
+        f"      v2: {{storageUri: {model.file.parent}, modelFormat: sklearn}}\n"
+        "    http:\n"
+        "      - name: default\n"
+        "        route: [{destination: v1, weight: 90}, {destination: v2, weight: 10}]\n"
+    )
+
+
+def kserve_argv(kserve_bin: Path, http_port: int, grpc_port: int) -> list[str]:
     return [
-        f"mlserver=={MLSERVER_VERSION}",
-        f"mlserver-sklearn=={MLSERVER_VERSION}",
-        f"uvloop=={UVLOOP_FOR_MLSERVER}",
-        f"scikit-learn=={sklearn}",
-        f"joblib=={joblib_v}",
+        str(kserve_bin / "python"),
+        str(KSERVE_SERVER),
+        f"--http_port={http_port}",
+        f"--grpc_port={grpc_port}",
     ]
+
+
+def kserve_server(work: Path, model: Model, kserve_bin: Path | None) -> ServerProcess:
+    """One KServe ModelServer (its defaults) with a ``kserve.Model`` loading the joblib file."""
+    assert kserve_bin is not None
+    folder = work / "kserve"
+    folder.mkdir(parents=True, exist_ok=True)
+    http_port, grpc_port = free_ports(2)
+    env = {"PEER_MODEL_NAME": MODEL_NAME, "PEER_MODEL_FILE": str(model.file)}
+    argv = kserve_argv(kserve_bin, http_port, grpc_port)
+    return ServerProcess("kserve", argv, folder / "server.log", ready_url(http_port), folder, env)
+
+
+def guide_server(
+    work: Path, model: Model, kserve_bin: Path | None, haproxy: str | None
+) -> ServerProcess:
+    """The guide's topology: a KServe ModelServer per version (v1, v2: the same file) and
+    haproxy in front splitting 90/10 (weighted round robin, keep-alive to both). One process
+    tree: a shell starts both servers, then becomes haproxy, so RSS covers all three."""
+    assert kserve_bin is not None
+    assert haproxy is not None
+    folder = work / "guide"
+    folder.mkdir(parents=True, exist_ok=True)
+    front, p1, g1, p2, g2 = free_ports(5)
+    (folder / "haproxy.cfg").write_text(
+        "# Generated by bench/serving.py: the guide's weighted split\n"
+        "global\n  maxconn 4096\n"
+        "defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n"
+        "  timeout client 60s\n  timeout server 60s\n"
+        f"frontend models\n  bind 127.0.0.1:{front}\n  default_backend versions\n"
+        "backend versions\n  balance roundrobin\n  http-reuse always\n"
+        f"  server v1 127.0.0.1:{p1} weight 90\n"
+        f"  server v2 127.0.0.1:{p2} weight 10\n"
+    )
+    script = " ".join(kserve_argv(kserve_bin, p1, g1)) + " > v1.log 2>&1 &\n"
+    script += " ".join(kserve_argv(kserve_bin, p2, g2)) + " > v2.log 2>&1 &\n"
+    script += f"exec {haproxy} -db -f haproxy.cfg\n"
+    env = {"PEER_MODEL_NAME": MODEL_NAME, "PEER_MODEL_FILE": str(model.file)}
+    argv = ["bash", "-c", script]
+    return ServerProcess("guide", argv, folder / "haproxy.log", ready_url(front), folder, env)
 
 
 def mlserver_server(
@@ -318,11 +382,33 @@ def check_server(key: str, server: ServerProcess, model: Model) -> None:
     log(f"{LABELS[key]}: {len(cases)} check requests answered correctly")
 
 
+def grpc_load(target: str, requests: int, c: int) -> LoadResult:
+    """One run of bench/grpc_load.py (gRPC ModelInfer, raw contents) as a LoadResult."""
+    argv = [str(VENV_BIN / "python"), str(Path(__file__).resolve().parent / "grpc_load.py")]
+    argv += [target, MODEL_NAME, "-n", str(max(requests, c)), "-c", str(c)]
+    argv += ["--features", str(N_FEATURES)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"grpc_load {target} c={c} failed:\n{out.stderr[-2000:]}")
+    doc = orjson.loads(out.stdout.strip().splitlines()[-1])
+    doc["status"] = {200 if k == "OK" else 500: v for k, v in doc["status"].items()}
+    return LoadResult(**doc)
+
+
 def timed(
-    server: ServerProcess, url: str, body_file: Path, requests: int, c: int, hey: str
+    server: ServerProcess,
+    url: str,
+    body_file: Path,
+    requests: int,
+    c: int,
+    hey: str,
+    grpc_target: str | None = None,
 ) -> LoadResult:
-    """One hey run; on failure, say whether the server died and show its log."""
+    """One hey run (a grpc_load run with ``grpc_target``); on failure, say whether the server
+    died and show its log."""
     try:
+        if grpc_target is not None:
+            return grpc_load(grpc_target, requests, c)
         return run_hey(url, body_file, requests, c, hey=hey)
     except BenchError as exc:
         state = "still running" if server.alive() else "no longer running"
@@ -355,6 +441,25 @@ def targets(cells: dict[tuple[str, int], LoadResult], conc: Sequence[int]) -> li
                 )
             )
     for c in conc:
+        if ("kserve", c) in cells:
+            out.append(
+                Target(
+                    f"modelrouter / {LABELS['kserve']} req/s, c={c}",
+                    ratio(rps("modelrouter", c), rps("kserve", c)),
+                    ">=",
+                    MIN_VS_GUIDE,
+                )
+            )
+        if ("guide", c) in cells:
+            out.append(
+                Target(
+                    f"modelrouter 90/10 / guide's topology req/s, c={c}",
+                    ratio(rps("modelrouter-guide", c), rps("guide", c)),
+                    ">=",
+                    MIN_VS_GUIDE,
+                )
+            )
+    for c in conc:
         out.append(
             Target(
                 f"modelrouter unbatched / bare req/s, c={c}",
@@ -381,6 +486,15 @@ def targets(cells: dict[tuple[str, int], LoadResult], conc: Sequence[int]) -> li
             MIN_BATCHED_VS_BARE,
         )
     )
+    if ("modelrouter-grpc", high) in cells:
+        out.append(
+            Target(
+                f"modelrouter gRPC / REST JSON req/s, c={high}",
+                ratio(rps("modelrouter-grpc", high), rps("modelrouter", high)),
+                ">=",
+                MIN_GRPC_VS_REST,
+            )
+        )
     low = min(conc)
     mr, bare = cells.get(("modelrouter", low)), cells.get(("bare", low))
     unbatched = cells.get(("modelrouter-unbatched", low))
@@ -425,6 +539,15 @@ def report(
         ),
     )
     tgs = targets(cells, conc)
+    if "guide" in rss and "modelrouter-guide" in rss:
+        tgs.append(
+            Target(
+                "RSS modelrouter 90/10 / guide's topology",
+                ratio(rss["modelrouter-guide"][0], rss["guide"][0]),
+                "<",
+                1.0,
+            )
+        )
     print_block(
         "Ratios (targets)",
         format_table(["ratio", "value", "target", "verdict"], [t.row() for t in tgs], "lrll"),
@@ -505,6 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mlserver_bin: Path | None = None
     if {"mlserver", "mlserver-w0"} & set(keys):
         mlserver_bin = ensure_venv(PEERS / "mlserver", mlserver_requirements())
+    kserve_bin: Path | None = None
+    if {"kserve", "guide"} & set(keys):
+        kserve_bin = ensure_venv(PEERS / "kserve", kserve_requirements())
+    haproxy = ensure_tool("haproxy") if "guide" in keys else None
 
     work: Path = args.workdir
     shutil.rmtree(work, ignore_errors=True)
@@ -512,6 +639,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     body_file = work / "request.json"
     body_file.write_bytes(model.timed_body)
     log(f"model saved to {model.file}")
+
+    grpc_ports = dict(zip(sorted(GRPC_KEYS), free_ports(len(GRPC_KEYS)), strict=True))
+
+    def grpc_target(key: str) -> str | None:
+        return f"127.0.0.1:{grpc_ports[key]}" if key in GRPC_KEYS else None
 
     builders = {
         "modelrouter": lambda: modelrouter_server(work, model, free_ports(1)[0]),
@@ -529,7 +661,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mlserver-w0": lambda: mlserver_server(
             work, model, mlserver_bin, "mlserver-w0", {"parallel_workers": 0}
         ),
+        "kserve": lambda: kserve_server(work, model, kserve_bin),
+        "modelrouter-guide": lambda: modelrouter_server(
+            work, model, free_ports(1)[0], "modelrouter-guide", guide_rule(model)
+        ),
+        "guide": lambda: guide_server(work, model, kserve_bin, haproxy),
         "bare": lambda: bare_server(work, model, free_ports(1)[0]),
+        "modelrouter-grpc": lambda: modelrouter_server(
+            work,
+            model,
+            free_ports(1)[0],
+            "modelrouter-grpc",
+            grpc_port=grpc_ports["modelrouter-grpc"],
+        ),
     }
     runs: dict[tuple[str, int], list[LoadResult]] = {(k, c): [] for k in keys for c in conc}
     with ExitStack() as stack:
@@ -542,7 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"warming up {LABELS[key]} ({args.warmup} requests)")
             url = infer_url(port_of(servers[key]))
             for c in conc:
-                timed(servers[key], url, body_file, max(args.warmup // len(conc), c), c, hey)
+                n_warm = max(args.warmup // len(conc), c)
+                timed(servers[key], url, body_file, n_warm, c, hey, grpc_target(key))
         for rnd in range(args.rounds):
             # Rotate the order each round so no server always runs first or last.
             order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
@@ -551,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for c in conc:
                     if not servers[key].alive():
                         raise BenchError(f"{LABELS[key]} died; log {servers[key].log_path}")
-                    r = timed(servers[key], url, body_file, args.requests, c, hey)
+                    r = timed(servers[key], url, body_file, args.requests, c, hey, grpc_target(key))
                     runs[(key, c)].append(r)
                     log(
                         f"round {rnd + 1}/{args.rounds} {LABELS[key]} c={c}: {r.rps:,.0f} req/s, "
@@ -584,6 +729,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for p in ("modelrouter", "scikit-learn", "starlette", "uvicorn", "orjson", "numpy")
         },
     }
+    if kserve_bin is not None:
+        meta["versions"]["kserve"] = venv_package_version(kserve_bin, "kserve")
+    if haproxy is not None:
+        meta["versions"]["haproxy"] = subprocess.run(
+            [haproxy, "-v"], capture_output=True, text=True
+        ).stdout.split("\n")[0]
     if mlserver_bin is not None:
         meta["versions"]["mlserver"] = venv_package_version(mlserver_bin, "mlserver")
         meta["versions"]["mlserver scikit-learn"] = venv_package_version(

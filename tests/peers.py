@@ -18,22 +18,20 @@ from support import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import PEERS, ServerProcess, ensure_venv, free_ports, serve
+from _common import (
+    KSERVE_VERSION,
+    PEERS,
+    ServerProcess,
+    ensure_venv,
+    free_ports,
+    kserve_requirements,
+    mlserver_requirements,
+    serve,
+)
 
-__all__ = ["ServerProcess", "free_ports", "serve"]
+__all__ = ["KSERVE_VERSION", "ServerProcess", "free_ports", "serve"]
 
 TRITONCLIENT_VERSION = importlib.metadata.version("tritonclient")
-KSERVE_VERSION = "0.21.0"
-MLSERVER_VERSION = "1.7.1"
-UVLOOP_FOR_MLSERVER = "0.21.0"  # MLServer 1.7.1 does not start with newer uvloop
-
-
-def _same_model_stack() -> list[str]:
-    """The scikit-learn and joblib of .venv, so every peer loads the same model files."""
-    return [
-        f"scikit-learn=={importlib.metadata.version('scikit-learn')}",
-        f"joblib=={importlib.metadata.version('joblib')}",
-    ]
 
 
 def tritonclient_grpc() -> Path:
@@ -43,20 +41,12 @@ def tritonclient_grpc() -> Path:
 
 def kserve() -> Path:
     """``bin`` of a virtualenv with the KServe SDK (ModelServer and InferenceGRPCClient)."""
-    return ensure_venv(PEERS / "kserve", [f"kserve=={KSERVE_VERSION}", *_same_model_stack()])
+    return ensure_venv(PEERS / "kserve", kserve_requirements())
 
 
 def mlserver() -> Path:
     """``bin`` of the MLServer virtualenv (the one bench/serving.py makes, same list)."""
-    return ensure_venv(
-        PEERS / "mlserver",
-        [
-            f"mlserver=={MLSERVER_VERSION}",
-            f"mlserver-sklearn=={MLSERVER_VERSION}",
-            f"uvloop=={UVLOOP_FOR_MLSERVER}",
-            *_same_model_stack(),
-        ],
-    )
+    return ensure_venv(PEERS / "mlserver", mlserver_requirements())
 
 
 def run_script(bin_dir: Path, script: Path, *args: str, timeout: float = 120) -> str:

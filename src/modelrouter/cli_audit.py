@@ -260,7 +260,7 @@ def query(target: Target, as_json: bool, **options: Any) -> None:
         try:
             check_kind(params["kind"])
         except InvalidInput as exc:
-            raise click.UsageError(exc.message) from None
+            raise click.BadParameter(exc.message, param_hint="'--kind'") from None
     if target.gateway is not None:
         records = target.get("/api/v1/audit", params)["records"]
     else:

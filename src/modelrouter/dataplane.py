@@ -190,6 +190,16 @@ class DataPlane:
             doc["parameters"] = dict(sig.extra)
         return doc, v
 
+    def model_index(self) -> list[dict[str, Any]]:
+        out = []
+        for name, versions in self.repository.models.items():
+            for v, e in versions.items():
+                item: dict[str, Any] = {"name": name, "version": v, "state": e.state.value}
+                if e.error:
+                    item["reason"] = e.error
+                out.append(item)
+        return out
+
     # ------------------------------------------------------------------ inference
 
     def has_rules(self, model: str) -> bool:
@@ -335,7 +345,7 @@ class DataPlane:
                     {
                         "version": candidates[i + 1],
                         "from": version,
-                        "error": last.message if last else "",
+                        "error": last.internal if last else "",
                     }
                 )
         assert last is not None
@@ -394,7 +404,7 @@ class DataPlane:
             prediction=prediction,
             error=None
             if error is None
-            else (error.message if isinstance(error, ModelRouterError) else type(error).__name__),
+            else (error.internal if isinstance(error, ModelRouterError) else type(error).__name__),
         )
         if self.durable:
             await self.audit.submit_durable(record)

@@ -61,9 +61,13 @@ class ModelRouterError(Exception):
 
     code = "internal"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, internal: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.internal = internal if internal is not None else message
+        """The full text, for the server log and the audit log (read with the admin token);
+        ``message`` is what the caller gets, which leaves out load errors (file paths,
+        internal URLs, artifact bytes)."""
 
     @property
     def status(self) -> Status:

@@ -304,3 +304,29 @@ def test_the_same_feedback_posted_to_both_at_once_is_accepted_once(pair: Pair) -
         assert codes == [200, 409], codes
         records = get(pair.one, "/api/v1/audit", kind="feedback", request_id=rid)["records"]
         assert len(records) == 1
+
+
+def test_version_figures_count_the_traffic_of_both_gateways(pair: Pair) -> None:
+    def requests() -> dict[str, int]:
+        doc = get(pair.two, "/api/v1/models/churn/versions", window="10m")
+        return {v["name"]: v["requests"] for v in doc["versions"]}
+
+    before = requests()
+    for i in range(6):
+        served(pair.one, f"fig-{i}", **{"x-region": "eu"})  # eu: v2
+    for i in range(4):
+        served(pair.two, f"fig-{i}", **{"x-region": "eu"})
+    # each gateway flushes its windows to the store every telemetry.flushInterval (2 s)
+    eventually(lambda: requests()["v2"] >= before["v2"] + 10, what="both gateways' requests")
+    docs = [get(c, "/api/v1/models/churn/versions", window="10m") for c in pair.both()]
+    for doc in docs:
+        v2 = next(v for v in doc["versions"] if v["name"] == "v2")
+        assert v2["state"] == "READY"
+        assert v2["weights"] == {"eu": 100.0, "default": 30.0}
+        assert v2["errorRate"] == 0.0
+        assert v2["latencyP50Ms"] is not None
+        assert v2["latencyP99Ms"] >= v2["latencyP50Ms"]
+    r = pair.one.get("/api/v1/models/churn/versions", params={"window": "soon"})
+    assert r.status_code == 400
+    assert "window" in r.json()["error"]
+    assert pair.one.get("/api/v1/models/nope/versions").status_code == 404

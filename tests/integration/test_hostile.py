@@ -376,8 +376,15 @@ def test_load_errors_are_short_for_anonymous_callers(gw: httpx.Client, version: 
     assert ready.status_code == 503
     assert ready.json()["error"] == SHORT
     meta = error_of(gw.get(f"/v2/models/broken/versions/{version}"), 503, SHORT)
+    rid = f"leak-{version}"
     infer = error_of(
-        gw.post(f"/v2/models/broken/versions/{version}/infer", json=infer_body()), 503, SHORT
+        gw.post(
+            f"/v2/models/broken/versions/{version}/infer",
+            json=infer_body(),
+            headers={"x-request-id": rid},
+        ),
+        503,
+        SHORT,
     )
     index = {(m["name"], m["version"]): m for m in gw.get("/v2/repository/index").json()}
     assert index["broken", version]["reason"] == SHORT
@@ -402,6 +409,9 @@ def test_load_errors_are_short_for_anonymous_callers(gw: httpx.Client, version: 
     assert index["broken", version]["reason"] == full
     ready = gw.get(f"/v2/models/broken/versions/{version}/ready", headers=ADMIN)
     assert ready.json()["error"] == full
+    wait_for_decision(gw, rid)  # the audit log (admin only) keeps the whole reason
+    record = gw.get(f"/api/v1/decisions/{rid}", headers=ADMIN).json()["record"]
+    assert full in record["error"]
     assert gw.post("/v2/models/broken/versions/ok/infer", json=infer_body()).status_code == 200
     assert_serves(gw)
 

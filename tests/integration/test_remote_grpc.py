@@ -19,6 +19,8 @@ import peers
 from modelrouter.app import create_app
 from support import EXAMPLE_MODELS, free_port, loaded_from_yaml, running_server
 
+ADMIN_TOKEN = "remote-grpc-token"
+
 pytestmark = pytest.mark.integration
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "peer_scripts"
@@ -107,7 +109,9 @@ def downstream(upstream: int) -> Iterator[httpx.Client]:
         route: [{{destination: slow}}]
         fallback: [raw]
 """
-    app = create_app(loaded_from_yaml(gateway_for(versions), EXAMPLE_MODELS))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELROUTER_ADMIN_TOKEN", ADMIN_TOKEN)  # full load errors for the admin
+        app = create_app(loaded_from_yaml(gateway_for(versions), EXAMPLE_MODELS))
     with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         yield c
 
@@ -132,7 +136,10 @@ def test_remote_metadata_over_grpc(downstream: httpx.Client) -> None:
 
 
 def test_unreachable_and_unknown_remotes_fail_their_load(downstream: httpx.Client) -> None:
-    index = {m["version"]: m for m in downstream.get("/v2/repository/index").json()}
+    anonymous = {m["version"]: m for m in downstream.get("/v2/repository/index").json()}
+    assert anonymous["down"]["reason"] == "load failed; see the server log"
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    index = {m["version"]: m for m in downstream.get("/v2/repository/index", headers=auth).json()}
     assert index["down"]["state"] == "FAILED"
     assert "(gRPC) is unavailable" in index["down"]["reason"]
     assert index["gone"]["state"] == "FAILED"
@@ -245,3 +252,11 @@ def test_mlserver_over_rest_and_grpc(mlserver: tuple[int, int]) -> None:
 
 def test_kserve_over_rest_and_grpc(kserve_server: tuple[int, int]) -> None:
     _check_peer(*kserve_server, outputs=("predict", "predict_proba"))
+
+
+@pytest.mark.parametrize("rid", ["line\r\nx-injected: 1", "caf\u00e9-\u4e2d", "x" * 5000])
+def test_any_request_id_travels_safely_over_grpc(downstream: httpx.Client, rid: str) -> None:
+    doc = {**body(), "id": rid}
+    r = downstream.post("/v2/models/churn/versions/raw/infer", json=doc)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == rid

@@ -113,13 +113,18 @@ def infer(client: httpx.Client, version: str) -> float:
     return float(r.json()["outputs"][0]["data"][0])
 
 
-def test_gateway_serves_s3_models(s3: Any, tmp_path: Path) -> None:
+def test_gateway_serves_s3_models(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = CONFIG.replace("CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MODELROUTER_ADMIN_TOKEN", "s3-test-token")
     app = create_app(loaded_from_yaml(config, tmp_path))
     with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         assert infer(client, "v1") == pytest.approx(2.0)
         assert infer(client, "v2") == pytest.approx(20.0)
-        index = {i["version"]: i for i in client.get("/v2/repository/index").json()}
+        anonymous = {i["version"]: i for i in client.get("/v2/repository/index").json()}
+        assert anonymous["gone"]["reason"] == "load failed; see the server log"
+        # the admin token shows the load errors in full
+        auth = {"authorization": "Bearer s3-test-token"}
+        index = {i["version"]: i for i in client.get("/v2/repository/index", headers=auth).json()}
         assert index["gone"]["state"] == "FAILED"
         assert "s3://models/churn/v9" in index["gone"]["reason"]
         assert index["nobucket"]["state"] == "FAILED"

@@ -9,6 +9,7 @@ when asked, ``predict_proba`` (FP64).
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 import joblib
@@ -39,7 +40,10 @@ class SklearnModel(Model):
             out = InferOutput(name, list(y.shape), "INT64" if name == "predict" else "FP64")
             out.set_data_from_numpy(y, binary_data=False)
             outputs.append(out)
-        return InferResponse(model_name=self.name, infer_outputs=outputs, response_id=payload.id)
+        # KServe's response needs an id; a request without one (the v2 spec makes it optional)
+        # gets a fresh one, as KServe's own servers do
+        rid = payload.id or uuid.uuid4().hex
+        return InferResponse(model_name=self.name, infer_outputs=outputs, response_id=rid)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,12 @@ REQUEST_ID = b"x-request-id"
 MAX_REQUEST_ID = 128
 _REQUEST_ID_OK = re.compile(rb"[A-Za-z0-9._:+=\-]{1,128}").fullmatch
 _JSON = (b"content-type", b"application/json")
+REQUEST_ID_RULE = f"x-request-id: must be 1-{MAX_REQUEST_ID} characters of A-Z a-z 0-9 . _ : + = -"
+
+
+def valid_request_id(rid: str) -> bool:
+    """Whether a caller's request id may be used as it is (echoed, logged, audited)."""
+    return rid.isascii() and _REQUEST_ID_OK(rid.encode()) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +80,7 @@ def check_head(scope: Scope, limits: HeaderLimits) -> bytes | None:
         )
     if rid and _REQUEST_ID_OK(rid) is None:
         raise InvalidInput(
-            f"x-request-id: must be 1-{MAX_REQUEST_ID} characters of A-Z a-z 0-9 . _ : + = - "
+            f"{REQUEST_ID_RULE} "
             f"(got {len(rid)} bytes{' with others' if len(rid) <= MAX_REQUEST_ID else ''})"
         )
     raw = scope.get("raw_path") or b""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from modelrouter.api.auth import authorization_matches
+from modelrouter.api.edge import REQUEST_ID_RULE, valid_request_id
 from modelrouter.api.rest import parse_cookies
 from modelrouter.config.schema import GrpcServer
 from modelrouter.control import ControlPlane
@@ -121,8 +122,12 @@ class InferenceServicer:
         model = _model_name(request.model_name)
         headers = _metadata(context)
         rid = headers.get(REQUEST_ID) or os.urandom(16).hex()
+        if not valid_request_id(rid):
+            rid = os.urandom(16).hex()
+            context.set_trailing_metadata(((REQUEST_ID, rid),))
+            raise InvalidInput(REQUEST_ID_RULE)
         context.set_trailing_metadata(((REQUEST_ID, rid),))
-        req = grpc_codec.decode_request(request)
+        req = grpc_codec.decode_request(request, self.dp.allows_non_finite(model))
         if req.id is None:
             req.id = rid
         version = request.model_version or None
@@ -241,8 +246,9 @@ async def start_grpc(services: Services, settings: GrpcServer) -> GrpcHandle:
         options=[
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", size),
-            # a second gateway on the same port must fail, not share it silently
-            ("grpc.so_reuseport", 0),
+            # a second gateway on the same port must fail, not share it silently; the
+            # workers of one `serve --workers N` share it, as they share the REST port
+            ("grpc.so_reuseport", 1 if services.grpc_reuse_port else 0),
         ]
     )
     server.add_generic_rpc_handlers((generic_handler(servicer),))

@@ -238,7 +238,7 @@ async def _modelrouter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelRouterError)
     status = exc.status.http
     if status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.message)
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.internal)
     return error_response(exc.message, status)
 
 

@@ -286,33 +286,36 @@ def rollout_config(
     *,
     actor: str,
     rollout: str,
-    model: str,
-    rule: str,
-    canary: str,
-    strategy: str,
+    model: str | None,
+    rule: str | None,
+    canary: str | None,
+    strategy: str | None,
     action: str,
     phase_before: str,
     phase: str,
     reason: str,
+    weights: Mapping[str, int] | None = None,
     time: float | None = None,
 ) -> Record:
-    """A rollout started, restarted or stopped because the config file's ``rollouts:`` changed."""
-    return _with_time(
-        {
-            "kind": ROLLOUT,
-            "actor": actor,
-            "rollout": rollout,
-            "model": model,
-            "rule": rule,
-            "version": canary,
-            "strategy": strategy,
-            "action": action,
-            "phaseBefore": phase_before,
-            "phase": phase,
-            "reason": reason,
-        },
-        time,
-    )
+    """A rollout started, restarted or stopped because the config file's ``rollouts:`` changed.
+    ``model`` and the rest are None for a rollout the file no longer describes; ``weights``
+    are the live weights it stopped at."""
+    record: Record = {
+        "kind": ROLLOUT,
+        "actor": actor,
+        "rollout": rollout,
+        "model": model,
+        "rule": rule,
+        "version": canary,
+        "strategy": strategy,
+        "action": action,
+        "phaseBefore": phase_before,
+        "phase": phase,
+        "reason": reason,
+    }
+    if weights is not None:
+        record["weights"] = dict(weights)
+    return _with_time(record, time)
 
 
 def rollout_alias(

@@ -14,7 +14,6 @@ output has no typed field (FP16); else typed.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from modelrouter.protocol.types import (
     RequestedOutput,
     Tensor,
 )
-from modelrouter.protocol.v2 import _binary_data, _from_binary
+from modelrouter.protocol.v2 import _binary_data, _from_binary, check_finite, check_shape
 
 CONTENTS_FIELD: dict[str, str] = {
     "BOOL": "bool_contents",
@@ -98,9 +97,11 @@ def _check_header(name: str, datatype: str, shape: Any, where: str) -> tuple[np.
         raise InvalidInput(
             f"{where} '{name}': unknown datatype {datatype!r} (one of {', '.join(DTYPES)})"
         )
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{where} '{name}': shape must be non-negative integers")
-    return dtype, math.prod(shape)
+    try:
+        _, count = check_shape(name, shape)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message.replace("input '", f"{where} '", 1)) from None
+    return dtype, count
 
 
 def tensor_from_typed(
@@ -214,14 +215,18 @@ def _needs_raw(tensors: list[Tensor]) -> bool:
 # ----------------------------------------------------------------------------- server side
 
 
-def decode_request(msg: Any) -> InferenceRequest:
-    """A ``ModelInferRequest`` as the protocol's request type.
+def decode_request(msg: Any, allow_non_finite: bool = False) -> InferenceRequest:
+    """A ``ModelInferRequest`` as the protocol's request type; floating point inputs must be
+    finite unless ``allow_non_finite`` (the model's ``allowNonFinite``).
 
     ``document`` holds what body-matching rules and sticky keys read, in the JSON body's
     shape: ``id`` and ``parameters`` (tensor data is not copied there)."""
     if not msg.inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
     inputs = _tensors(msg.inputs, msg.raw_input_contents, "input", "raw_input_contents")
+    if not allow_non_finite:
+        for t in inputs:
+            check_finite(t.name, t.data)
     params = parameters_to_dict(msg.parameters, "")
     outputs = None
     if msg.outputs:

@@ -142,6 +142,16 @@ def check_shape(name: str, shape: Any) -> tuple[list[int], int]:
     return shape, math.prod(shape)
 
 
+def check_finite(name: str, array: np.ndarray) -> None:
+    """:class:`InvalidInput` naming the input when a floating point array holds NaN or an
+    infinity (the binary extension and gRPC can carry them; JSON cannot)."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(
+            f"input '{name}': holds NaN or infinite values; the model does not accept them "
+            "(set allowNonFinite: true on the model to allow them)"
+        )
+
+
 def _short(shape: list[int]) -> str:
     text = str(shape)
     return text if len(text) <= 80 else text[:77] + "...]"
@@ -180,11 +190,8 @@ def _decode_input(
             raise InvalidInput(f"input '{name}': binary_data_size {size!r} exceeds the binary data")
         chunk = binary[offset : offset + size]
         array = _from_binary(name, datatype, dtype, chunk, count)
-        if dtype.kind == "f" and not allow_non_finite and not np.isfinite(array).all():
-            raise InvalidInput(
-                f"input '{name}': holds NaN or infinite values; the model does not accept them "
-                "(set allowNonFinite: true on the model to allow them)"
-            )
+        if not allow_non_finite:
+            check_finite(name, array)
         offset += size
     else:
         if "data" not in raw:

@@ -168,10 +168,24 @@ class RolloutController:
         return state.replace(weights=live, canaryWeight=live[self.spec.canary])
 
     async def history(self, limit: int = 200) -> list[dict[str, Any]]:
-        records = await self.store.query_audit(
-            kind="rollout", model=self.spec.model, limit=None, order="desc"
-        )
-        return [r for r in records if r.get("rollout") == self.name][:limit]
+        """The newest ``limit`` steps, newest first, read a page at a time (the log of a
+        model's rollouts can be long)."""
+        out: list[dict[str, Any]] = []
+        after: int | None = None
+        page_size = 500
+        while len(out) < limit:
+            page = await self.store.query_audit(
+                kind="rollout",
+                model=self.spec.model,
+                limit=page_size,
+                order="desc",
+                after_seq=after,
+            )
+            out += [r for r in page if r.get("rollout") == self.name]
+            if len(page) < page_size:
+                break
+            after = page[-1]["seq"]
+        return out[:limit]
 
     async def status(self) -> dict[str, Any]:
         """The stored state, with the weights the live table has now (an admin may have
@@ -313,26 +327,12 @@ class RolloutController:
         weights, held by the rollout's result until a person changes it). Once per cluster;
         True when this call stopped it."""
         try:
-            for _ in range(5):
-                rec = await self.store.get_rollout(self.name)
-                if rec is None:
-                    return False
-                before = RolloutState.from_json(rec.state)
-                if before.phase == "Stopped":
-                    return False
-                why = "removed from the config file"
-                stopped = before.replace(phase="Stopped", message=why)
-                data = {**stopped.to_json(), "command": None}
-                try:
-                    await self.store.put_rollout(self.name, data, rec.version)
-                except Conflict:
-                    continue
-                await self._audit("stop", before.phase, "Stopped", why)
-                self._report(stopped)
-                return True
-            raise Conflict(f"rollout {self.name} is changing too fast; retry")
+            stopped = await stop_rollout(self.store, self.name, self.spec)
         finally:
             await self.release()
+        if stopped is not None:
+            self._report(stopped)
+        return stopped is not None
 
     def _report(self, state: RolloutState) -> None:
         set_rollout = getattr(self.metrics, "set_rollout", None)
@@ -359,6 +359,48 @@ class RolloutController:
             except ModelRouterError as exc:
                 out[m.name] = QueryFigures(error=exc.message)
         return out
+
+
+async def stop_rollout(
+    store: Store,
+    name: str,
+    spec: RolloutSpec | None,
+    phases: frozenset[str] | None = None,
+) -> RolloutState | None:
+    """Stop rollout ``name`` where it is (phase ``Stopped``), if it is in one of ``phases``
+    (default: any but Stopped). A compare-and-set on its stored state: of several gateways
+    doing this at once one stops it and writes the ``stop`` audit record. ``spec`` is None
+    for a rollout the config file no longer describes. Returns the stopped state when this
+    call stopped it."""
+    why = "removed from the config file"
+    for _ in range(5):
+        rec = await store.get_rollout(name)
+        if rec is None:
+            return None
+        before = RolloutState.from_json(rec.state)
+        if before.phase == "Stopped" or (phases is not None and before.phase not in phases):
+            return None
+        stopped = before.replace(phase="Stopped", message=why)
+        try:
+            await store.put_rollout(name, {**stopped.to_json(), "command": None}, rec.version)
+        except Conflict:
+            continue
+        record = records.rollout_config(
+            actor="config-file",
+            rollout=name,
+            model=spec.model if spec else None,
+            rule=spec.rule if spec else None,
+            canary=spec.canary if spec else None,
+            strategy=spec.strategy if spec else None,
+            action="stop",
+            phase_before=before.phase,
+            phase="Stopped",
+            reason=why,
+            weights=before.weights,
+        )
+        await store.append_audit([record])
+        return stopped
+    raise Conflict(f"rollout {name} is changing too fast; retry")
 
 
 class _Step:
@@ -653,8 +695,11 @@ class RolloutManager:
         controllers: Mapping[str, RolloutController],
         tick: float = 1.0,
         factory: ControllerFactory | None = None,
+        store: Store | None = None,
     ) -> None:
+        """``store`` lets :meth:`adopt_all` find rollouts the config file no longer has."""
         self.controllers = dict(controllers)
+        self.store = store
         self.tick_interval = tick
         self.factory = factory
         self._task: asyncio.Task[None] | None = None
@@ -668,13 +713,18 @@ class RolloutManager:
         return c
 
     async def adopt_all(self) -> None:
-        """At start: every rollout whose spec changed while no gateway ran starts again."""
-        for c in list(self.controllers.values()):
-            try:
+        """At start: every rollout whose spec changed while no gateway ran starts again, and
+        one still running in the store that the config file no longer has is stopped."""
+        store = self.store
+        try:
+            for c in list(self.controllers.values()):
                 await c.adopt()
-            except Exception:
-                log.exception("rollout %s: cannot adopt its spec; trying again later", c.name)
-                return
+            for rec in await store.list_rollouts() if store is not None else []:
+                if store is not None and rec.name not in self.controllers:
+                    await stop_rollout(store, rec.name, None, ACTIVE_PHASES)
+        except Exception:
+            log.exception("rollouts: cannot adopt the config file's specs; trying again later")
+            return
         self._adopted = True
 
     async def tick_all(self) -> None:
@@ -716,7 +766,7 @@ class RolloutManager:
 
     def start(self) -> None:
         self._started = True
-        if self.controllers and self._task is None:
+        if (self.controllers or self.store is not None) and self._task is None:
             self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -762,4 +812,6 @@ def build_manager(
 
     controllers = {name: make(name, spec) for name, spec in config.rollouts.items()}
     shortest = min((s.analysis.interval for s in config.rollouts.values()), default=4.0)
-    return RolloutManager(controllers, tick=max(0.05, min(1.0, shortest / 4)), factory=make)
+    return RolloutManager(
+        controllers, tick=max(0.05, min(1.0, shortest / 4)), factory=make, store=store
+    )

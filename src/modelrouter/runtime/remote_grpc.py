@@ -41,7 +41,7 @@ from modelrouter.protocol import grpc_codec
 from modelrouter.protocol.pb import RPCS, messages, method_path
 from modelrouter.protocol.types import InferenceRequest, ModelSignature, Tensor
 from modelrouter.runtime.base import ModelRuntime
-from modelrouter.runtime.remote import DEFAULT_TIMEOUT, _signature
+from modelrouter.runtime.remote import DEFAULT_TIMEOUT, _signature, header_id
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 _TLS_SCHEMES = ("grpcs", "https")
@@ -76,8 +76,11 @@ class RemoteGrpcRuntime(ModelRuntime):
 
     @property
     def target(self) -> str:
+        """``remote model 'x' version 'y' (gRPC)``, for messages callers see: the endpoint is
+        an internal address, so it appears only in load errors (shown to the admin) and logs."""
         version = f" version '{self.remote_version}'" if self.remote_version else ""
-        return f"remote model '{self.remote_name}'{version} at {self.endpoint} (gRPC)"
+        # no endpoint: an internal address appears only in load errors (admin) and logs
+        return f"remote model '{self.remote_name}'{version} (gRPC)"
 
     def load(self) -> None:
         """Check the settings; the network part is in :meth:`aload`."""
@@ -124,6 +127,10 @@ class RemoteGrpcRuntime(ModelRuntime):
                 "outputs": [_spec(t) for t in meta.outputs],
             }
             self._signature = _signature(doc, self.target)
+        except ModelRouterError as exc:
+            await channel.close()
+            exc.internal = f"{exc.internal} (endpoint {self.endpoint})"
+            raise
         except BaseException:
             await channel.close()
             raise
@@ -140,7 +147,7 @@ class RemoteGrpcRuntime(ModelRuntime):
         msg = grpc_codec.encode_request(
             request, self.remote_name, self.remote_version, raw=self._raw
         )
-        metadata = None if request.id is None else (("x-request-id", request.id),)
+        metadata = None if request.id is None else (("x-request-id", header_id(request.id)),)
         response = await self._call(call, msg, metadata)
         try:
             outputs, _ = grpc_codec.decode_response(response)

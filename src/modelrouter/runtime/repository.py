@@ -115,18 +115,18 @@ class VersionEntry:
             return None
         return self.error if full else LOAD_FAILED
 
-    def not_ready(self, full: bool = False) -> ModelNotReady:
+    def not_ready(self) -> ModelNotReady:
+        """The error for a request to this version: the short reason for the caller, the
+        load error in full as ``internal`` (logs, audit)."""
         if self.held:
             why = "it was unloaded through the repository API (POST .../load to load it)"
             return ModelNotReady(
                 f"model '{self.model}' version '{self.version}' is not ready: {why}"
             )
-        detail = self.reason(full)
-        reason = f": {detail}" if detail else ""
-        return ModelNotReady(
-            f"model '{self.model}' version '{self.version}' is not ready ({self.state.value})"
-            f"{reason}"
-        )
+        head = f"model '{self.model}' version '{self.version}' is not ready ({self.state.value})"
+        if not self.error:
+            return ModelNotReady(head)
+        return ModelNotReady(f"{head}: {self.reason()}", f"{head}: {self.error}")
 
 
 @dataclass(slots=True)
@@ -307,7 +307,7 @@ class ModelRepository:
                 await self._make_room(e.size, exclude=e)
                 runtime = await self._build(e, fetched)
             except ModelRouterError as exc:
-                e.state, e.error = VersionState.FAILED, exc.message
+                e.state, e.error = VersionState.FAILED, exc.internal
             except Exception as exc:
                 e.state, e.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"
             else:

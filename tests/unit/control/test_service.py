@@ -171,10 +171,12 @@ def test_audit_filters_are_checked_in_one_place() -> None:
         AuditFilter.parse({"colour": "red"})
     with pytest.raises(InvalidInput, match="since: 'soon' is not a time"):
         AuditFilter.parse({"since": "soon"})
-    with pytest.raises(InvalidInput, match="limit: must be an integer"):
+    with pytest.raises(InvalidInput, match="limit: must be an integer, not 'ten'"):
         AuditFilter.parse({"limit": "ten"})
-    with pytest.raises(InvalidInput, match="limit: must be an integer from 0 to"):
+    with pytest.raises(InvalidInput, match="limit: must be an integer from 0 to 10000"):
         AuditFilter.parse({"limit": "100000"})
+    with pytest.raises(InvalidInput, match="limit: must not be negative"):
+        AuditFilter.parse({"limit": "-1"})
     with pytest.raises(InvalidInput, match="order"):
         AuditFilter.parse({"order": "sideways"})
     with pytest.raises(InvalidInput, match="since: must not be later than until"):
@@ -369,5 +371,30 @@ def test_rollouts_follow_the_config_file(tmp_path: Path) -> None:
             r["action"] for r in await c.audit_query(AuditFilter(kind="rollout", order="asc"))
         ]
         assert actions == ["start", "restart", "start", "stop", "restart", "start"]
+
+    run(tmp_path, body)
+
+
+def test_a_rollout_gone_from_the_file_while_no_gateway_ran_is_stopped_at_start(
+    tmp_path: Path,
+) -> None:
+    async def body(rig: Rig) -> None:
+        c = rig.control
+        assert c.rollouts is not None
+        await c.rollouts.tick_all()  # churn-v2 runs
+        # a gateway starting with a file without rollouts
+        config = parse_config(CONFIG[: CONFIG.index("rollouts:")])
+        other = build_manager(config, rig.store, c.routing, rig.windows)
+        await other.adopt_all()
+        rec = await rig.store.get_rollout("churn-v2")
+        assert rec is not None
+        assert rec.state["phase"] == "Stopped"
+        await other.adopt_all()  # once
+        stops = [
+            r
+            for r in await c.audit_query(AuditFilter(kind="rollout", limit=100))
+            if r["action"] == "stop"
+        ]
+        assert [(s["rollout"], s["phaseBefore"]) for s in stops] == [("churn-v2", "Progressing")]
 
     run(tmp_path, body)
