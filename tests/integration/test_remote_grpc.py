@@ -110,10 +110,9 @@ def downstream(upstream: int) -> Iterator[httpx.Client]:
         fallback: [raw]
 """
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MODELROUTER_ADMIN_TOKEN", "t0ken")  # full load errors for the admin
+        mp.setenv("MODELROUTER_ADMIN_TOKEN", ADMIN_TOKEN)  # full load errors for the admin
         app = create_app(loaded_from_yaml(gateway_for(versions), EXAMPLE_MODELS))
-    auth = {"authorization": "Bearer t0ken"}
-    with running_server(app) as url, httpx.Client(base_url=url, timeout=30, headers=auth) as c:
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         yield c
 
 
