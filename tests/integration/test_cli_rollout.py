@@ -88,7 +88,7 @@ def test_audit_commands_through_the_gateway_and_offline_agree(
             assert '"actor": "config-file"' in out
             # an unknown kind is refused the same way by both (it used to print nothing, exit 0)
             refused = cli("query", "--kind", "decisions", *where, code=2)
-            assert "unknown record kind 'decisions'" in refused
+            assert "unknown audit record kind 'decisions'" in refused
             assert "--kind" in refused
             assert "since: 'soon' is not a time" in cli("query", "--since", "soon", *where, code=2)
             assert "OK:" in cli("verify", *where)
