@@ -42,8 +42,8 @@ from modelrouter.outlier import EjectionEvent, Listener
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.repository import AliasMove, ModelRepository
-from modelrouter.shadow import ShadowRunner
-from modelrouter.shadow_process import BATCH_SIZE, ProcessShadows
+from modelrouter.shadow.process import BATCH_SIZE, ProcessShadows
+from modelrouter.shadow.runner import ShadowRunner
 from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
 from modelrouter.telemetry.service import Telemetry
