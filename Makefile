@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium
+.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium haproxy
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -18,6 +18,7 @@ serve traffic: export MODELROUTER_ADMIN_TOKEN ?= dev-token
 
 serve: $(SERVE_STAMP) $(EXAMPLE_MODELS)
 	@echo "admin API token: $$MODELROUTER_ADMIN_TOKEN (export MODELROUTER_ADMIN_TOKEN to change it)"
+	@echo "dashboard: http://127.0.0.1:$(PORT)/ui"
 	$(BIN)/modelrouter serve $(CONFIG) --port $(PORT)
 
 test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
@@ -53,6 +54,11 @@ models: $(EXAMPLE_MODELS)
 prometheus:
 	command -v prometheus >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus)
+
+# The peer bench/proxy.py measures modelrouter's proxy hop against (Debian package; root).
+haproxy:
+	command -v haproxy >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy)
 
 # The gRPC messages: modelrouter's own inference.proto compiled to the descriptor set it loads
 # (checked in, so a fresh clone needs no compiler; tests/unit/protocol/test_grpc_proto.py

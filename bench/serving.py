@@ -86,6 +86,7 @@ SERVERS = (
     "modelrouter-guide",
     "guide",
     "bare",
+    "modelrouter-grpc",
 )
 LABELS = {
     "kserve": "KServe ModelServer (v2 endpoint)",
@@ -97,7 +98,12 @@ LABELS = {
     "mlserver": "MLServer (defaults)",
     "mlserver-w0": "MLServer (parallel_workers: 0)",
     "bare": "bare Starlette+orjson",
+    "modelrouter-grpc": "modelrouter over gRPC (bench/grpc_load.py, raw contents)",
 }
+GRPC_KEYS = frozenset({"modelrouter-grpc"})
+"""Served and loaded over Open Inference Protocol gRPC instead of REST JSON."""
+MIN_GRPC_VS_REST = 1.3
+"""The issue's target: gRPC at least 1.3x REST JSON req/s at the highest concurrency."""
 
 # Targets shown beside the ratios.
 MIN_VS_MLSERVER = 1.5
@@ -185,9 +191,10 @@ def modelrouter_server(
     name: str = "modelrouter",
     extra: str = "",
     args: Sequence[str] = (),
+    grpc_port: int | None = None,
 ) -> ServerProcess:
     """modelrouter with its defaults; ``extra`` adds lines under the model (a batcher),
-    ``args`` to ``serve`` (``--workers 2``)."""
+    ``args`` to ``serve`` (``--workers 2``); ``grpc_port`` turns on ``server.grpc``."""
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "modelrouter.yaml"
@@ -196,7 +203,8 @@ def modelrouter_server(
         "server:\n"
         "  name: bench\n"
         f"  http: {{host: 127.0.0.1, port: {port}}}\n"
-        "models:\n"
+        + (f"  grpc: {{host: 127.0.0.1, port: {grpc_port}}}\n" if grpc_port else "")
+        + "models:\n"
         f"  {MODEL_NAME}:\n"
         "    versions:\n"
         f"      v1: {{storageUri: {model.file.parent}, modelFormat: sklearn}}\n" + extra
@@ -374,11 +382,33 @@ def check_server(key: str, server: ServerProcess, model: Model) -> None:
     log(f"{LABELS[key]}: {len(cases)} check requests answered correctly")
 
 
+def grpc_load(target: str, requests: int, c: int) -> LoadResult:
+    """One run of bench/grpc_load.py (gRPC ModelInfer, raw contents) as a LoadResult."""
+    argv = [str(VENV_BIN / "python"), str(Path(__file__).resolve().parent / "grpc_load.py")]
+    argv += [target, MODEL_NAME, "-n", str(max(requests, c)), "-c", str(c)]
+    argv += ["--features", str(N_FEATURES)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"grpc_load {target} c={c} failed:\n{out.stderr[-2000:]}")
+    doc = orjson.loads(out.stdout.strip().splitlines()[-1])
+    doc["status"] = {200 if k == "OK" else 500: v for k, v in doc["status"].items()}
+    return LoadResult(**doc)
+
+
 def timed(
-    server: ServerProcess, url: str, body_file: Path, requests: int, c: int, hey: str
+    server: ServerProcess,
+    url: str,
+    body_file: Path,
+    requests: int,
+    c: int,
+    hey: str,
+    grpc_target: str | None = None,
 ) -> LoadResult:
-    """One hey run; on failure, say whether the server died and show its log."""
+    """One hey run (a grpc_load run with ``grpc_target``); on failure, say whether the server
+    died and show its log."""
     try:
+        if grpc_target is not None:
+            return grpc_load(grpc_target, requests, c)
         return run_hey(url, body_file, requests, c, hey=hey)
     except BenchError as exc:
         state = "still running" if server.alive() else "no longer running"
@@ -456,6 +486,15 @@ def targets(cells: dict[tuple[str, int], LoadResult], conc: Sequence[int]) -> li
             MIN_BATCHED_VS_BARE,
         )
     )
+    if ("modelrouter-grpc", high) in cells:
+        out.append(
+            Target(
+                f"modelrouter gRPC / REST JSON req/s, c={high}",
+                ratio(rps("modelrouter-grpc", high), rps("modelrouter", high)),
+                ">=",
+                MIN_GRPC_VS_REST,
+            )
+        )
     low = min(conc)
     mr, bare = cells.get(("modelrouter", low)), cells.get(("bare", low))
     unbatched = cells.get(("modelrouter-unbatched", low))
@@ -601,6 +640,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     body_file.write_bytes(model.timed_body)
     log(f"model saved to {model.file}")
 
+    grpc_ports = dict(zip(sorted(GRPC_KEYS), free_ports(len(GRPC_KEYS)), strict=True))
+
+    def grpc_target(key: str) -> str | None:
+        return f"127.0.0.1:{grpc_ports[key]}" if key in GRPC_KEYS else None
+
     builders = {
         "modelrouter": lambda: modelrouter_server(work, model, free_ports(1)[0]),
         "modelrouter-w2": lambda: modelrouter_server(
@@ -623,6 +667,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "guide": lambda: guide_server(work, model, kserve_bin, haproxy),
         "bare": lambda: bare_server(work, model, free_ports(1)[0]),
+        "modelrouter-grpc": lambda: modelrouter_server(
+            work,
+            model,
+            free_ports(1)[0],
+            "modelrouter-grpc",
+            grpc_port=grpc_ports["modelrouter-grpc"],
+        ),
     }
     runs: dict[tuple[str, int], list[LoadResult]] = {(k, c): [] for k in keys for c in conc}
     with ExitStack() as stack:
@@ -635,7 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"warming up {LABELS[key]} ({args.warmup} requests)")
             url = infer_url(port_of(servers[key]))
             for c in conc:
-                timed(servers[key], url, body_file, max(args.warmup // len(conc), c), c, hey)
+                n_warm = max(args.warmup // len(conc), c)
+                timed(servers[key], url, body_file, n_warm, c, hey, grpc_target(key))
         for rnd in range(args.rounds):
             # Rotate the order each round so no server always runs first or last.
             order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
@@ -644,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for c in conc:
                     if not servers[key].alive():
                         raise BenchError(f"{LABELS[key]} died; log {servers[key].log_path}")
-                    r = timed(servers[key], url, body_file, args.requests, c, hey)
+                    r = timed(servers[key], url, body_file, args.requests, c, hey, grpc_target(key))
                     runs[(key, c)].append(r)
                     log(
                         f"round {rnd + 1}/{args.rounds} {LABELS[key]} c={c}: {r.rps:,.0f} req/s, "

@@ -80,6 +80,11 @@ class Services:
     rollouts: RolloutManager | None = None
     grpc: GrpcHandle | None = None
     """The gRPC server while it runs (``server.grpc`` set)."""
+    events: EventHub | None = None
+    """The dashboard's event stream producer (``GET /api/v1/events``)."""
+    grpc_reuse_port: bool = False
+    """Share the gRPC port with the other workers of ``serve --workers N`` (SO_REUSEPORT);
+    off for a lone gateway, so a second one on the same port fails instead of sharing it."""
 
 
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
@@ -314,6 +319,8 @@ async def running(services: Services) -> AsyncIterator[None]:
                 services.grpc = await start_grpc(services, server.grpc)
             yield
         finally:
+            if services.events is not None:
+                await services.events.close()  # the dashboards' streams end first
             if services.grpc is not None:
                 await services.grpc.stop(GRPC_GRACE)
                 services.grpc = None
@@ -352,15 +359,13 @@ def create_app(
     token = os.environ.get(config.server.auth.adminTokenEnv) or None
     admin = AdminApi(services.control, token)
     repository_api = RepositoryApi(services.control, token)
-    events = EventHub(live_view(services))
+    if services.events is None:
+        services.events = event_hub(services)
 
     @contextlib.asynccontextmanager
     async def with_services(app: Starlette) -> AsyncIterator[None]:
         async with running(services):
-            try:
-                yield
-            finally:
-                await events.close()
+            yield
 
     http = config.server.http
     return create_rest_app(
@@ -373,7 +378,7 @@ def create_app(
             *MetricsApi(services.telemetry.metrics).routes(),
             *FeedbackApi(services.control, token).routes(),
             *RolloutsApi(services.control, admin.authorize).routes(),
-            *EventsApi(events, admin.authorize).routes(),
+            *EventsApi(services.events, admin.authorize).routes(),
             *DashboardPages().routes(),
         ],
         header_limits=HeaderLimits(http.maxHeaderCount, http.maxHeaderSize, http.maxHeaderListSize),
@@ -381,12 +386,8 @@ def create_app(
     )
 
 
-def live_view(services: Services) -> LiveView:
-    """What the dashboard's event stream reads of this gateway."""
-    return LiveView(
-        services.repository,
-        services.routing,
-        services.rollouts,
-        services.telemetry.windows,
-        lambda: services.telemetry.metrics.request_stats.counts,
-    )
+def event_hub(services: Services) -> EventHub:
+    """The dashboard's event stream: control-plane reads and this gateway's request counters;
+    its streams end when the gateway drains (the runner sets the flag on SIGTERM)."""
+    view = LiveView(services.control, lambda: services.telemetry.metrics.request_stats.counts)
+    return EventHub(view, draining=lambda: services.dataplane.draining)

@@ -130,6 +130,7 @@ class Gateway:
         self.log_level = log_level
         self.slot = slot
         self.services = services or build_services(loaded)
+        self.services.grpc_reuse_port = slot is not None  # workers share server.grpc's port
         self.servers = list(servers)
         """More servers on the same services, started after REST in order and stopped before
         it in reverse (the gRPC server: wrap its ``start_grpc(...)``/``stop`` pair)."""

@@ -35,6 +35,10 @@ ARGS = [
 ROW = [12, 89.5, 3, 1, 1, 1, 34, 1, 2, 2]
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
+# the machine may be busy (two cores shared with other suites): waits are generous, and only
+# ever bound a wait for something that must happen
+expect.set_options(timeout=20_000)
+
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -49,7 +53,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def api(gateway: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway, headers=AUTH, timeout=15) as client:
+    with httpx.Client(base_url=gateway, headers=AUTH, timeout=60) as client:
         yield client
 
 
@@ -68,6 +72,7 @@ def page(browser: Browser) -> Iterator[Page]:
     origin of the gateway it opened."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     p = context.new_page()
+    p.set_default_timeout(30_000)
     requests: list[str] = []
     errors: list[str] = []
     p.on("request", lambda r: requests.append(r.url))
@@ -103,7 +108,7 @@ def infer(url: str, n: int, headers: Callable[[int], dict[str, str]] | None = No
     """``n`` routed requests to churn; the versions that answered."""
     body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 10], "data": ROW}]}
     served = []
-    with httpx.Client(base_url=url, timeout=15) as c:
+    with httpx.Client(base_url=url, timeout=60) as c:
         for i in range(n):
             h = headers(i) if headers else {"x-user-id": f"user-{i}"}
             r = c.post("/v2/models/churn/infer", json=body, headers=h)
@@ -112,7 +117,7 @@ def infer(url: str, n: int, headers: Callable[[int], dict[str, str]] | None = No
     return served
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -185,12 +190,12 @@ def test_traffic_moves_the_figures_without_a_reload(page: Page, gateway: str) ->
     on_v1 = served.count("v1")
     assert on_v1 > 0
     # the per-version figures (all gateways, from the store) and the live share chart both move
-    expect(requests).not_to_have_text(str(before), timeout=15_000)
+    expect(requests).not_to_have_text(str(before))
     wait_for(lambda: int(requests.inner_text()) >= before + on_v1)
     legend = page.locator("#rule-churn-default-legend")
     expect(legend).to_contain_text(re.compile(r"of \d+ req/30 s"))
     wait_for(lambda: "of 0 req" not in legend.inner_text())
-    assert page.locator("#rule-churn-default-chart polygon").count() >= 1
+    assert page.locator("#rule-churn-default-chart rect").count() >= 1
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     shot(page, "traffic")
 
@@ -268,7 +273,7 @@ def test_audit_filters_and_explain(page: Page, gateway: str) -> None:
     expect(rows.first).to_contain_text("eu")
     assert set(rows.locator("td:nth-child(4)").all_inner_texts()) == {"eu"}
     page.get_by_role("button", name="Explain request dash-eu-1").click()
-    expect(page.locator("#explanation")).to_contain_text("Request dash-eu-1", timeout=5_000)
+    expect(page.locator("#explanation")).to_contain_text("Request dash-eu-1")
     expect(page.locator("#explanation")).to_contain_text("matched rule 'eu'")
     page.get_by_label("Since", exact=True).fill("yesterday-ish")
     page.get_by_role("button", name="Search").click()
@@ -280,8 +285,14 @@ def test_phone_width(page: Page, gateway: str) -> None:
     sign_in(page, gateway)
     expect(page.locator("#conn")).to_have_text("live")
     expect(page.locator("#rollout-churn-v2")).to_be_visible()
-    # wide tables scroll inside their boxes; the page itself does not scroll sideways
+    expect(page.locator("#rollout-churn-v2 .timeline li").first).to_be_visible()
+    # wide tables scroll inside their boxes; no card and no page is wider than the phone
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for card in page.locator(".card").all():
+        box = card.bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390, card.get_attribute("id")
     shot(page, "phone")
 
 
@@ -302,7 +313,7 @@ def test_a_lost_connection_reconnects(page: Page, gateway: str) -> None:
     page.route("**/api/v1/events", flaky)
     sign_in(page, gateway)
     expect(page.locator("#conn")).to_contain_text("reconnecting")
-    expect(page.locator("#conn")).to_have_text("live", timeout=15_000)
+    expect(page.locator("#conn")).to_have_text("live")
     assert len(calls) == 3
     expect(page.locator("#rollout-churn-v2")).to_be_visible()
 
@@ -358,7 +369,7 @@ def experiments(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def feed_experiments(url: str, n: int) -> None:
     """Requests with feedback: v2 always right and v1 always wrong; b rewarded, a not."""
     body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 10], "data": ROW}]}
-    with httpx.Client(base_url=url, headers=AUTH, timeout=15) as c:
+    with httpx.Client(base_url=url, headers=AUTH, timeout=60) as c:
         for i in range(n):
             r = c.post("/v2/models/churn/infer", json=body, headers={"x-user-id": f"u{i}"})
             label = r.json()["outputs"][0]["data"][0]
@@ -376,7 +387,7 @@ def test_ab_effect_and_decision_and_bandit_weights(page: Page, experiments: str)
     expect(page.locator("#conn")).to_have_text("live")
     feed_experiments(experiments, 120)
     ab = page.locator("#rollout-churn-ab")
-    expect(ab.locator("dd.decision")).to_have_text("v2 wins", timeout=20_000)
+    expect(ab.locator("dd.decision")).to_have_text("v2 wins")
     # v2 was always right and v1 always wrong: the effect is +1, its interval around it
     figures = ab.locator(".ab")
     expect(figures).to_contain_text(
@@ -387,7 +398,7 @@ def test_ab_effect_and_decision_and_bandit_weights(page: Page, experiments: str)
     expect(ab.locator("h3 .badge")).to_have_text("Succeeded")
     expect(ab.locator(".timeline")).to_contain_text("v2 wins on accuracy")
     bandit = page.locator("#rollout-offers-bandit")
-    expect(bandit.locator(".bandit polyline")).to_have_count(2, timeout=20_000)
+    expect(bandit.locator(".bandit polyline")).to_have_count(2)
     expect(bandit.locator(".bandit .legend")).to_contain_text("P(best)")
     expect(bandit.locator(".timeline")).to_contain_text("Thompson sampling")
     page.locator("#rollouts-section").screenshot(path=str(ARTIFACTS / "dashboard-experiments.png"))

@@ -6,7 +6,9 @@ and one case per error class end to end. Peers' clients: test_grpc_peers.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +21,7 @@ from grpc_support import Client, client, infer_request
 from modelrouter import __version__
 from modelrouter.app import create_app
 from modelrouter.protocol.pb import messages
+from processes import serving, spawned_children
 from support import EXAMPLE_MODELS, free_port, loaded_from_yaml, running_server
 
 pytestmark = pytest.mark.integration
@@ -398,3 +401,32 @@ def test_bad_request_id_metadata_is_invalid_argument(gw: Client, rid: str) -> No
     assert "x-request-id: must be 1-128 characters" in err.details()
     resp, _ = gw.call("ModelInfer", churn("v1"))
     assert len(predict(resp)) == len(X)
+
+
+def test_workers_share_the_grpc_port(tmp_path: Path) -> None:
+    """``serve --workers 2`` with ``server.grpc``: both workers listen on the gRPC port (as on
+    the REST one) and answer over it; a lone gateway keeps the port to itself (above)."""
+    grpc_port, http_port = free_port(), free_port()
+    config = tmp_path / "modelrouter.yaml"
+    config.write_text(
+        "server:\n"
+        "  store: sqlite:///./gw.db\n"
+        "  watchConfig: false\n"
+        "  shadow: {executor: thread}\n"
+        f"  grpc: {{port: {grpc_port}}}\n"
+        "models:\n  churn:\n    versions:\n"
+        f"      v1: {{storageUri: {EXAMPLE_MODELS / 'churn' / 'v1'}, modelFormat: sklearn}}\n"
+    )
+    log = tmp_path / "serve.log"
+    with serving(config, http_port, "--workers", "2", log=log) as proc:
+        for _ in range(10):  # new channels: the kernel spreads them over both workers
+            with client(f"127.0.0.1:{grpc_port}") as c:
+                resp, _ = c.call("ModelInfer", churn("v1"))
+                assert resp.model_version == "v1"
+        listening = f"gRPC inference service on 127.0.0.1:{grpc_port}"
+        deadline = time.monotonic() + 30  # ready on REST: one worker may still be starting
+        while log.read_text().count(listening) < 2 and time.monotonic() < deadline:
+            assert "cannot listen" not in log.read_text(), log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert log.read_text().count(listening) == 2, log.read_text()[-3000:]
+        assert len(spawned_children(proc.pid)) == 2

@@ -6,7 +6,6 @@ process, and against another modelrouter gateway.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,13 +109,9 @@ def downstream(upstream: int) -> Iterator[httpx.Client]:
         route: [{{destination: slow}}]
         fallback: [raw]
 """
-    # an admin token, so that a test can read load errors in full (anonymous callers get a
-    # short reason)
-    os.environ["MODELROUTER_ADMIN_TOKEN"] = ADMIN_TOKEN
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELROUTER_ADMIN_TOKEN", ADMIN_TOKEN)  # full load errors for the admin
         app = create_app(loaded_from_yaml(gateway_for(versions), EXAMPLE_MODELS))
-    finally:
-        del os.environ["MODELROUTER_ADMIN_TOKEN"]
     with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         yield c
 

@@ -13,7 +13,8 @@ of ``queue_size`` events; a subscriber that falls that far behind is dropped (it
 the page reconnects and gets a fresh ``hello``), so a slow reader never holds memory. The
 traffic history is a ring of ``history`` ticks. The poller starts with the first subscriber
 and runs until the app stops; with nobody connected it only samples the traffic counters
-(no store reads).
+(no store reads). Once the gateway drains (``draining()``), every stream ends within a tick and
+new ones get a 503, so an open dashboard never holds up a shutdown.
 
 The stream needs the admin bearer token like every control-plane read: the page reads it with
 ``fetch()`` (which can send ``Authorization``), not ``EventSource`` (which cannot).
@@ -35,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from modelrouter.api.live_view import LiveView
-from modelrouter.errors import Overloaded
+from modelrouter.errors import ModelNotReady, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ class EventHub:
         queue_size: int = QUEUE_SIZE,
         history: int = HISTORY_TICKS,
         clock: Callable[[], float] = time.time,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.view = view
+        self.draining = draining
         self.interval = interval
         self.max_subscribers = max_subscribers
         self.queue_size = queue_size
@@ -104,7 +107,9 @@ class EventHub:
 
     async def subscribe(self) -> Subscription:
         """A new subscription whose first event is ``hello``; :class:`Overloaded` when every
-        slot is taken."""
+        slot is taken, :class:`ModelNotReady` once the gateway drains."""
+        if self.draining():
+            raise ModelNotReady("the gateway is shutting down; connect to another one")
         if len(self.subscribers) >= self.max_subscribers:
             raise Overloaded(
                 f"too many event streams open ({self.max_subscribers}); close one and retry"
@@ -136,15 +141,7 @@ class EventHub:
 
     async def _refresh(self) -> list[str]:
         """Read every watched value; return the names of those that changed."""
-        values: dict[str, Any] = {
-            "models": self.view.models(),
-            "routing": {
-                "revision": self.view.revision(),
-                "documents": self.view.routing_documents(),
-            },
-            "rollouts": await self.view.rollout_statuses(),
-            "figures": await self.view.figures(),
-        }
+        values = await self.view.snapshot()
         changed = []
         for name, value in values.items():
             data = orjson.dumps(value)
@@ -156,6 +153,9 @@ class EventHub:
     async def tick(self) -> None:
         """One poll: traffic always (into the history, and to subscribers), the rest only
         with subscribers and only what changed."""
+        if self.draining():
+            self._end_streams()
+            return
         sample = {"t": round(self.clock(), 3), "counts": self.view.traffic()}
         self.history.append(sample)
         if not self.subscribers:
@@ -183,6 +183,9 @@ class EventHub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._end_streams()
+
+    def _end_streams(self) -> None:
         for sub in list(self.subscribers):
             sub.offer(_DROPPED)
             sub.dropped = True

@@ -246,8 +246,9 @@ async def start_grpc(services: Services, settings: GrpcServer) -> GrpcHandle:
         options=[
             ("grpc.max_receive_message_length", size),
             ("grpc.max_send_message_length", size),
-            # a second gateway on the same port must fail, not share it silently
-            ("grpc.so_reuseport", 0),
+            # a second gateway on the same port must fail, not share it silently; the
+            # workers of one `serve --workers N` share it, as they share the REST port
+            ("grpc.so_reuseport", 1 if services.grpc_reuse_port else 0),
         ]
     )
     server.add_generic_rpc_handlers((generic_handler(servicer),))

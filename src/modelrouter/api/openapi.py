@@ -466,8 +466,9 @@ OPERATIONS.update(
             tag="admin",
         ),
         ("GET", "/api/v1/events"): {
-            "summary": "the dashboard's live state as server-sent events (a stream that does "
-            "not end)",
+            "summary": "the dashboard's live state as server-sent events: hello, then traffic "
+            "every second and models, routing, rollouts, figures on a change (see "
+            "docs/dashboard.md); at most 32 streams at once (429), 503 while draining",
             "tags": ["admin"],
             "security": ADMIN,
             "x-stream": True,

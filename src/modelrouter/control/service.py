@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelrouter.audit import records as audit_records
-from modelrouter.config.schema import Config
+from modelrouter.config.schema import Config, VersionSpec
 from modelrouter.control.audit import AuditFilter, AuditReads, VerifyReport
 from modelrouter.control.figures import FigureReader
 from modelrouter.errors import InvalidInput, ModelNotReady, NotFound
@@ -48,6 +48,14 @@ def check_load_parameters(params: Any) -> None:
 def version_status(e: VersionEntry, full: bool = True) -> dict[str, Any]:
     """A version's state; its load error in full for the admin, else the short reason."""
     return {"name": e.model, "version": e.version, "state": e.state.value, "reason": e.reason(full)}
+
+
+def version_source(spec: VersionSpec) -> str:
+    """Where a version comes from, in one line: its storage URI, or its remote endpoint and
+    name (the admin API is the only one that shows it)."""
+    if spec.endpoint is not None:
+        return f"{spec.endpoint} ({spec.remoteName})" if spec.remoteName else spec.endpoint
+    return spec.storageUri or ""
 
 
 class ControlPlane:
@@ -97,6 +105,7 @@ class ControlPlane:
                             "state": e.state.value,
                             "reason": e.error,
                             "format": e.spec.format,
+                            "source": version_source(e.spec),
                             "loadSeconds": e.load_seconds,
                         }
                         for v, e in versions.items()

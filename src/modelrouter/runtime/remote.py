@@ -1,10 +1,11 @@
 """A model served elsewhere (KServe, MLServer, Triton, another modelrouter), proxied over Open
 Inference Protocol v2 REST.
 
-One pooled ``httpx.AsyncClient`` per version, opened in :meth:`RemoteRuntime.aload` and closed in
-:meth:`RemoteRuntime.close`, so requests reuse kept-alive connections. ``aload`` fetches the
-remote model's metadata: an endpoint that is down, or a model it does not serve, leaves the
-version FAILED with the reason instead of failing each request later.
+One keep-alive connection pool per version (:class:`~modelrouter.runtime.http1.Http1Pool`,
+chosen by measurement: about a tenth of httpx's CPU per call, see ``bench/proxy_clients.py``),
+opened in :meth:`RemoteRuntime.aload` and closed in :meth:`RemoteRuntime.close`. ``aload``
+fetches the remote model's metadata: an endpoint that is down, or a model it does not serve,
+leaves the version FAILED with the reason instead of failing each request later.
 
 Upstream failures become modelrouter errors at this edge:
 
@@ -30,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import httpx
 import orjson
 
 from modelrouter.config.schema import VersionSpec
@@ -50,6 +51,7 @@ from modelrouter.errors import (
 from modelrouter.protocol.types import InferenceRequest, ModelSignature, Tensor, TensorSpec
 from modelrouter.protocol.v2 import encode_request, response_from_dict
 from modelrouter.runtime.base import ModelRuntime
+from modelrouter.runtime.http1 import ConnectionFailed, Http1Pool, HttpResponse
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 100
@@ -77,13 +79,14 @@ class RemoteRuntime(ModelRuntime):
         self.endpoint = (spec.endpoint or "").rstrip("/")
         self.remote_name = spec.remoteName or model
         self.remote_version = spec.remoteVersion
-        base = f"/v2/models/{quote(self.remote_name, safe='')}"
+        prefix = urlsplit(self.endpoint).path.rstrip("/")
+        base = f"{prefix}/v2/models/{quote(self.remote_name, safe='')}"
         if self.remote_version:
             base += f"/versions/{quote(self.remote_version, safe='')}"
         self._metadata_path = base
         self._infer_path = base + "/infer"
         self.timeout = spec.timeout if spec.timeout is not None else DEFAULT_TIMEOUT
-        self._client: httpx.AsyncClient | None = None
+        self._client: Http1Pool | None = None
         self._signature = ModelSignature(platform="remote")
 
     @property
@@ -100,16 +103,24 @@ class RemoteRuntime(ModelRuntime):
         limit = self.spec.parameters.get("maxConnections", DEFAULT_MAX_CONNECTIONS)
         if type(limit) is not int or limit < 1:
             raise ConfigError(f"parameters.maxConnections must be a positive integer: {limit!r}")
-        # Idle connections are dropped before uvicorn's 5s keep-alive closes them (MLServer,
-        # KServe and modelrouter all serve with uvicorn), so a request never races that close.
-        self._limits = httpx.Limits(
-            max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=4.0
-        )
+        self._max_connections = limit
+        parts = urlsplit(self.endpoint)
+        if not parts.hostname:
+            raise ConfigError(f"endpoint {self.endpoint!r} has no host")
+        self._host = parts.hostname
+        self._tls = parts.scheme == "https"
+        self._port = parts.port or (443 if self._tls else 80)
 
     async def aload(self) -> None:
         self.load()
-        client = httpx.AsyncClient(
-            base_url=self.endpoint, timeout=httpx.Timeout(self.timeout), limits=self._limits
+        # Idle connections are dropped before uvicorn's 5s keep-alive closes them (MLServer,
+        # KServe and modelrouter all serve with uvicorn), so a request rarely races that close.
+        client = Http1Pool(
+            self._host,
+            self._port,
+            tls=ssl.create_default_context() if self._tls else None,
+            max_connections=self._max_connections,
+            keepalive_expiry=4.0,
         )
         try:
             doc = await self._send(client, "GET", self._metadata_path, None, None)
@@ -145,7 +156,7 @@ class RemoteRuntime(ModelRuntime):
 
     async def _send(
         self,
-        client: httpx.AsyncClient,
+        client: Http1Pool,
         method: str,
         path: str,
         body: bytes | None,
@@ -153,37 +164,37 @@ class RemoteRuntime(ModelRuntime):
     ) -> Any:
         """One call; the decoded JSON body of a 200, else the matching modelrouter error.
 
-        ``timeout`` bounds the whole call; httpx's own timeouts apply to each phase alone.
+        ``timeout`` bounds the whole call: connecting, sending, waiting, reading.
         """
         try:
             async with asyncio.timeout(self.timeout):
-                response = await client.request(method, path, content=body, headers=headers)
-        except (httpx.TimeoutException, TimeoutError):
+                response = await client.request(method, path, body, headers)
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"{self.target} did not answer {method} {path} within {self.timeout:g}s"
             ) from None
-        except httpx.HTTPError as exc:
+        except (ConnectionFailed, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             raise UpstreamError(
-                f"{self.target} is unreachable ({method} {path}): {type(exc).__name__}: {detail}"
+                f"{self.target} is unreachable ({method} {path}): {detail}"
             ) from None
         except (ValueError, TypeError) as exc:
-            # what httpx refuses to send (a header it cannot encode): a failure of this
+            # what the client refuses to send (a header it cannot encode): a failure of this
             # version, so retries and fallbacks apply, never a 500
             raise UpstreamError(
                 f"{self.target}: the call {method} {path} could not be sent: {type(exc).__name__}"
             ) from None
-        if response.status_code != 200:
+        if response.status != 200:
             raise self._status_error(method, path, response)
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(response.body)
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"{self.target} answered {method} {path} with a body that is not JSON"
             ) from None
 
-    def _status_error(self, method: str, path: str, response: httpx.Response) -> ModelRouterError:
-        status = response.status_code
+    def _status_error(self, method: str, path: str, response: HttpResponse) -> ModelRouterError:
+        status = response.status
         message = _error_message(response)
         if status in (400, 422):
             return InvalidInput(f"remote '{self.remote_name}': {message}")
@@ -199,18 +210,18 @@ class RemoteRuntime(ModelRuntime):
             await client.aclose()
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(response: HttpResponse) -> str:
     """The ``error`` of an Open Inference Protocol error body, else the start of the text."""
     try:
-        doc = orjson.loads(response.content)
+        doc = orjson.loads(response.body)
     except orjson.JSONDecodeError:
         doc = None
     if isinstance(doc, dict):
         error = doc.get("error", doc.get("detail"))
         if isinstance(error, str) and error:
             return error
-    text = response.text.strip()
-    return text[:300] if text else response.reason_phrase or "no message"
+    text = response.body.decode("utf-8", "replace").strip()
+    return text[:300] if text else f"HTTP {response.status}, no message"
 
 
 def _signature(doc: Any, target: str) -> ModelSignature:

@@ -76,6 +76,8 @@ class RemoteGrpcRuntime(ModelRuntime):
 
     @property
     def target(self) -> str:
+        """``remote model 'x' version 'y' (gRPC)``, for messages callers see: the endpoint is
+        an internal address, so it appears only in load errors (shown to the admin) and logs."""
         version = f" version '{self.remote_version}'" if self.remote_version else ""
         # no endpoint: an internal address appears only in load errors (admin) and logs
         return f"remote model '{self.remote_name}'{version} (gRPC)"

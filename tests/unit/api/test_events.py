@@ -12,7 +12,7 @@ import pytest
 
 from modelrouter.api.events import EventHub, encode
 from modelrouter.api.live_view import LiveView, roles
-from modelrouter.errors import Overloaded
+from modelrouter.errors import ModelNotReady, Overloaded
 
 
 class FakeView:
@@ -24,27 +24,18 @@ class FakeView:
         self.statuses: list[dict[str, Any]] = [{"name": "r", "phase": "Progressing"}]
         self.figs: dict[str, Any] = {"m": {"v1": {"requests": 0}}}
         self.counts: dict[str, Any] = {}
-        self.traffic_calls = 0
         self.reads = 0
 
-    def revision(self) -> int:
-        return self.rev
-
-    def models(self) -> list[dict[str, Any]]:
-        return self.model_list
-
-    def routing_documents(self) -> dict[str, Any]:
-        return {"m": {"version": self.rev}}
-
-    async def rollout_statuses(self) -> list[dict[str, Any]]:
+    async def snapshot(self) -> dict[str, Any]:
         self.reads += 1
-        return self.statuses
-
-    async def figures(self) -> dict[str, Any]:
-        return self.figs
+        return {
+            "models": self.model_list,
+            "routing": {"revision": self.rev, "documents": {"m": {"version": self.rev}}},
+            "rollouts": self.statuses,
+            "figures": self.figs,
+        }
 
     def traffic(self) -> dict[str, Any]:
-        self.traffic_calls += 1
         counts, self.counts = self.counts, {}
         return counts
 
@@ -157,6 +148,20 @@ async def test_without_subscribers_only_traffic_is_sampled() -> None:
 
 
 @sync
+async def test_a_draining_gateway_ends_its_streams_and_takes_no_new_one() -> None:
+    draining = False
+    h = EventHub(FakeView(), interval=3600, draining=lambda: draining)  # type: ignore[arg-type]
+    sub = await h.subscribe()
+    drain(sub)
+    draining = True
+    await h.tick()
+    assert await asyncio.wait_for(sub.next(), 1) is None
+    with pytest.raises(ModelNotReady, match="shutting down"):
+        await h.subscribe()
+    await h.close()
+
+
+@sync
 async def test_close_ends_every_stream() -> None:
     h = hub(FakeView())
     sub = await h.subscribe()
@@ -181,23 +186,37 @@ def test_roles_of_versions_in_the_rules() -> None:
             },
         ]
     }
-    r = roles(doc, default="v1")
-    assert r["eu"]["role"] == "routed"
-    assert r["eu"]["weights"] == {"eu": 100}
+    # what ControlPlane.version_figures says of each version
+    figures = {
+        "eu": {"weights": {"eu": 100.0, "default": 0.0}, "mirrored": {}},
+        "v1": {"weights": {"eu": 0.0, "default": 100.0}, "mirrored": {}},
+        "v2": {"weights": {"eu": 0.0, "default": 0.0}, "mirrored": {}},
+        "v3": {"weights": {"eu": 0.0, "default": 0.0}, "mirrored": {"default": 25.0}},
+    }
+    r = roles(doc, figures, default="v1")
+    assert r["eu"] == {
+        "role": "routed",
+        "weights": {"eu": 100.0},
+        "mirroredBy": [],
+        "fallbackOf": [],
+    }
     assert r["v1"] == {
-        "weights": {"default": 100},
+        "role": "routed",
+        "weights": {"default": 100.0},
         "mirroredBy": [],
         "fallbackOf": ["eu"],
-        "role": "routed",
     }
-    assert r["v2"]["role"] == "idle"  # weight 0
+    assert r["v2"]["role"] == "idle"  # weight 0 in its only rule
+    assert r["v2"]["weights"] == {"default": 0.0}
     assert r["v3"]["role"] == "mirrored"
-    assert roles({"http": []}, default="only")["only"]["role"] == "default"
+    assert (
+        roles({"http": []}, {"only": {"weights": {}}}, default="only")["only"]["role"] == "default"
+    )
 
 
 def test_traffic_is_the_delta_per_rule_and_version() -> None:
     counts: dict[tuple[str, str, str, int], int] = {}
-    view = LiveView(None, None, None, None, lambda: counts)  # type: ignore[arg-type]
+    view = LiveView(None, lambda: counts)  # type: ignore[arg-type]
     counts[("m", "v1", "default", 200)] = 5
     counts[("m", "v1", "default", 500)] = 1
     counts[("m", "v2", "default", 200)] = 2

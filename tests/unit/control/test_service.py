@@ -162,23 +162,23 @@ def test_load_and_unload_have_one_outcome(tmp_path: Path) -> None:
 
 
 def test_audit_filters_are_checked_in_one_place() -> None:
-    with pytest.raises(InvalidInput, match="kind: unknown record kind 'decisions'"):
+    with pytest.raises(InvalidInput, match="kind: unknown audit record kind 'decisions'"):
         AuditFilter(kind="decisions")
     with pytest.raises(InvalidInput, match="kind: unknown"):
         AuditFilter.parse({"kind": "nope"})
-    with pytest.raises(InvalidInput, match="unknown query parameter 'colour'"):
+    with pytest.raises(InvalidInput, match="unknown audit filter 'colour'"):
         AuditFilter.parse({"colour": "red"})
     with pytest.raises(InvalidInput, match="since: 'soon' is not a time"):
         AuditFilter.parse({"since": "soon"})
-    with pytest.raises(InvalidInput, match="limit must be an integer, got 'ten'"):
+    with pytest.raises(InvalidInput, match="limit: must be an integer, not 'ten'"):
         AuditFilter.parse({"limit": "ten"})
-    with pytest.raises(InvalidInput, match="limit: at most"):
+    with pytest.raises(InvalidInput, match="limit: must be an integer from 0 to 10000"):
         AuditFilter.parse({"limit": "100000"})
     with pytest.raises(InvalidInput, match="limit: must not be negative"):
         AuditFilter.parse({"limit": "-1"})
     with pytest.raises(InvalidInput, match="order"):
         AuditFilter.parse({"order": "sideways"})
-    with pytest.raises(InvalidInput, match="since: must not be after until"):
+    with pytest.raises(InvalidInput, match="since: must not be later than until"):
         AuditFilter.parse({"since": "100", "until": "50"})
     f = AuditFilter.parse({"since": "10m", "kind": "change", "after_seq": "3"}, now=1000.0)
     assert (f.since, f.kind, f.after_seq, f.limit, f.order) == (400.0, "change", 3, 100, "desc")

@@ -456,21 +456,26 @@ function renderTraffic() {
 }
 
 function areaChart(model, versions, buckets) {
-  // shapes in a stretched SVG; the words beside it in HTML, so they keep their proportions
-  const W = 600, H = 140, n = buckets.length, dx = W / (n - 1);
+  // one stacked column per 5 s bucket (no line drawn across a gap with no traffic); shapes in
+  // a stretched SVG, the words beside it in HTML so they keep their proportions
+  const W = 600, H = 140, n = buckets.length, dx = W / n;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "area", preserveAspectRatio: "none", "aria-hidden": "true" });
-  for (const y of [0, 0.5, 1]) svg.append(s("line", { x1: 0, x2: W, y1: H - y * H, y2: H - y * H, class: "grid" }));
-  const totals = buckets.map((b) => Object.values(b).reduce((a, c) => a + c, 0));
-  let lower = buckets.map(() => 0);
-  for (const v of versions) {
-    const upper = buckets.map((b, i) => lower[i] + (totals[i] ? (b[v] || 0) / totals[i] : 0));
-    if (upper.every((u, i) => u === lower[i])) continue;
-    const top = upper.map((u, i) => `${(i * dx).toFixed(1)},${(H - u * H).toFixed(1)}`);
-    const bottom = lower.map((l, i) => `${(i * dx).toFixed(1)},${(H - l * H).toFixed(1)}`).reverse();
-    svg.append(s("polygon", { points: [...top, ...bottom].join(" "), fill: colorOf(model, v), "fill-opacity": "0.85", "data-version": v }));
-    lower = upper;
-  }
-  const empty = totals.every((t) => t === 0) ? h("div", { class: "empty" }, "no traffic in the last 5 minutes") : null;
+  for (const y of [0.25, 0.5, 0.75]) svg.append(s("line", { x1: 0, x2: W, y1: H - y * H, y2: H - y * H, class: "grid" }));
+  let any = false;
+  buckets.forEach((b, i) => {
+    const total = Object.values(b).reduce((a, c) => a + c, 0);
+    if (!total) return;
+    any = true;
+    let y = H;
+    for (const v of versions) {
+      const c = b[v] || 0;
+      if (!c) continue;
+      const height = (c / total) * H;
+      y -= height;
+      svg.append(s("rect", { x: (i * dx).toFixed(2), y: y.toFixed(2), width: (dx + 0.3).toFixed(2), height: height.toFixed(2), fill: colorOf(model, v), "data-version": v }));
+    }
+  });
+  const empty = any ? null : h("div", { class: "empty" }, "no traffic in the last 5 minutes");
   return h("div", { class: "plot" }, svg, empty,
     h("div", { class: "axis" }, h("span", {}, "5 min ago"), h("span", {}, "now")));
 }
@@ -488,8 +493,8 @@ function renderFigures() {
           h("th", { scope: "row" }, h("span", { class: "dot", style: `background:${colorOf(m.name, v.name)}` }), v.name),
           h("td", { class: "num requests" }, f.requests ?? 0),
           h("td", { class: `num ${f.errorRate > 0.01 ? "bad" : ""}` }, pct(f.errorRate, 2)),
-          h("td", { class: "num" }, fmt(f.p50, 2, " ms")),
-          h("td", { class: "num" }, fmt(f.p99, 2, " ms")),
+          h("td", { class: "num" }, fmt(f.latencyP50Ms, 2, " ms")),
+          h("td", { class: "num" }, fmt(f.latencyP99Ms, 2, " ms")),
           h("td", { class: "num" }, f.feedback ? `${pct(f.accuracy)} (${f.feedback})` : "–"),
           h("td", { class: "num" }, f.shadowCompared ? `${pct(f.shadowAgreement)} (${f.shadowCompared})` : "–"));
       }))));
@@ -629,13 +634,13 @@ function timeline(history) {
         x.actor ? h("span", { class: "muted" }, ` · ${x.actor}`) : null),
       h("div", {}, x.reason || ""),
       figuresLine(x),
-      x.checks && x.checks.length ? h("table", { class: "checks" },
+      x.checks && x.checks.length ? h("div", { class: "scroll" }, h("table", { class: "checks" },
         h("thead", {}, h("tr", {}, ["check", "value", "canary", "primary", "range", "samples", "verdict"].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, x.checks.map((c) => h("tr", {},
           h("td", {}, c.name), h("td", { class: "num" }, fmt(c.value, 3)), h("td", { class: "num" }, fmt(c.canary, 3)),
           h("td", { class: "num" }, fmt(c.primary, 3)),
           h("td", {}, `${c.min ?? "−∞"} … ${c.max ?? "∞"}`), h("td", { class: "num" }, c.samples ?? "–"),
-          h("td", { class: c.passed === false ? "bad" : c.passed ? "good" : "muted", title: c.reason }, c.passed === null ? "not counted" : c.passed ? "pass" : "fail"))))) : null))));
+          h("td", { class: c.passed === false ? "bad" : c.passed ? "good" : "muted", title: c.reason }, c.passed === null ? "not counted" : c.passed ? "pass" : "fail")))))) : null))));
 }
 
 // ------------------------------------------------------------------ audit log and changes

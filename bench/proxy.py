@@ -1,0 +1,266 @@
+"""What a hop through modelrouter costs in front of a remote Open Inference Protocol server.
+
+    .venv/bin/python bench/proxy.py [--quick] [-n 4000]
+
+One remote (a modelrouter gateway serving the example churn model on HTTP and gRPC, audit off:
+a fast upstream so the hop shows) is called three ways, each server in its own process:
+
+- **direct**: the load generator talks to the remote;
+- **modelrouter**: through a second gateway whose one version is that remote (``endpoint``,
+  REST; ``protocol: grpc`` for the gRPC rows), with its defaults: decision audit on (SQLite),
+  telemetry on;
+- **haproxy**: through haproxy (Debian; ``make haproxy``), HTTP mode for REST, TCP mode for
+  gRPC (HTTP/2 passed through).
+
+Load: ``hey`` for REST (single-row v2 JSON), ``bench/grpc_load.py`` for gRPC (raw contents), at
+concurrency 1 and 32. Each cell reports req/s, p50 and p99, and the CPU each process spent per
+request (utime + stime from /proc, children included). Ratios printed with the issue's targets:
+modelrouter adds < 0.3 ms p50 at c=1 over direct, keeps >= 0.8x direct req/s at c=32, and
+reaches >= 0.85x haproxy's req/s at c=32. Compare figures of one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    RESULTS,
+    VENV_BIN,
+    BenchError,
+    ServerProcess,
+    ensure_hey,
+    format_table,
+    free_ports,
+    log,
+    print_block,
+    run_hey,
+    serve,
+    warn_if_busy,
+    write_json,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / "examples" / "churn" / "models" / "churn" / "v1"
+ROW = [12, 89.5, 3, 1, 1, 1, 34, 1, 2, 2]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its waited-for children, and of its live children."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the ")": state is field 3, utime 14, stime 15, cutime 16, cstime 17
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLK_TCK
+    return total
+
+
+def gateway(
+    work: Path, name: str, http: int, grpc: int, versions: str, audit: bool
+) -> ServerProcess:
+    config = work / f"{name}.yaml"
+    config.write_text(
+        "server:\n"
+        f"  store: sqlite:///{work / (name + '.db')}\n"
+        "  watchConfig: false\n"
+        + ("" if audit else "  audit: {enabled: false}\n")
+        + f"  grpc: {{port: {grpc}}}\n"
+        "models:\n  churn:\n    versions:\n" + versions
+    )
+    argv = [str(VENV_BIN / "modelrouter"), "serve", str(config), "--port", str(http)]
+    argv += ["--log-level", "warning"]
+    return ServerProcess(
+        name, argv, work / f"{name}.log", f"http://127.0.0.1:{http}/v2/health/ready", cwd=work
+    )
+
+
+def haproxy(work: Path, listen_http: int, listen_grpc: int, http: int, grpc: int) -> ServerProcess:
+    exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(exe).exists():
+        raise BenchError("haproxy is not installed: run `make haproxy`")
+    config = work / "haproxy.cfg"
+    config.write_text(
+        f"""global
+  maxconn 4096
+defaults
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend rest
+  mode http
+  bind 127.0.0.1:{listen_http}
+  option http-keep-alive
+  default_backend remote_rest
+backend remote_rest
+  mode http
+  http-reuse always
+  server r1 127.0.0.1:{http}
+frontend grpc
+  mode tcp
+  bind 127.0.0.1:{listen_grpc}
+  default_backend remote_grpc
+backend remote_grpc
+  mode tcp
+  server r1 127.0.0.1:{grpc}
+"""
+    )
+    return ServerProcess(
+        "haproxy",
+        [exe, "-db", "-f", str(config)],
+        work / "haproxy.log",
+        f"http://127.0.0.1:{listen_http}/v2/health/ready",
+    )
+
+
+def grpc_load(target: str, n: int, c: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "grpc_load.py"), target, "churn"]
+    argv += ["-n", str(n), "-c", str(c)]
+    out = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchError(
+            f"grpc_load {target} c={c} failed:\n{out.stdout[-1000:]}{out.stderr[-2000:]}"
+        )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--requests", type=int, default=4000)
+    parser.add_argument("--quick", action="store_true", help="300 requests per cell")
+    args = parser.parse_args()
+    n = 300 if args.quick else args.requests
+    load = warn_if_busy()
+    hey = ensure_hey()
+    work = RESULTS / "proxy-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    body = work / "body.json"
+    body.write_text(
+        json.dumps(
+            {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 10], "data": [ROW]}]}
+        )
+    )
+    (r_http, r_grpc, m_http, m_grpc, mg_http, mg_grpc, h_http, h_grpc) = free_ports(8)
+    local = f"      v1: {{storageUri: {MODEL_DIR}, modelFormat: sklearn}}\n"
+    remote = gateway(work, "remote", r_http, r_grpc, local, audit=False)
+    via_rest = gateway(
+        work,
+        "modelrouter-rest",
+        m_http,
+        m_grpc,
+        f'      v1: {{endpoint: "http://127.0.0.1:{r_http}", remoteName: churn}}\n',
+        audit=True,
+    )
+    via_grpc = gateway(
+        work,
+        "modelrouter-grpc",
+        mg_http,
+        mg_grpc,
+        f'      v1: {{endpoint: "grpc://127.0.0.1:{r_grpc}", protocol: grpc, remoteName: churn}}\n',
+        audit=True,
+    )
+    proxy = haproxy(work, h_http, h_grpc, r_http, r_grpc)
+    cells: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        for server in (remote, via_rest, via_grpc, proxy):
+            stack.enter_context(serve(server))
+        plan = [
+            ("REST", "direct", f"http://127.0.0.1:{r_http}", None),
+            ("REST", "modelrouter", f"http://127.0.0.1:{m_http}", via_rest),
+            ("REST", "haproxy", f"http://127.0.0.1:{h_http}", proxy),
+            ("gRPC", "direct", f"127.0.0.1:{r_grpc}", None),
+            ("gRPC", "modelrouter", f"127.0.0.1:{mg_grpc}", via_grpc),
+            ("gRPC", "haproxy", f"127.0.0.1:{h_grpc}", proxy),
+        ]
+        for protocol, path, target, hop in plan:
+            for c in (1, 32):
+                key = f"{protocol} {path} c={c}"
+                log(key)
+                watched = {"remote": remote, "hop": hop}
+                pids = {k: s.proc.pid for k, s in watched.items() if s is not None and s.proc}
+                before = {k: cpu_seconds(p) for k, p in pids.items()}
+                if protocol == "REST":
+                    url = f"{target}/v2/models/churn/infer"
+                    run_hey(url, body, max(100, n // 10), c, hey=hey)  # warm up
+                    before = {k: cpu_seconds(p) for k, p in pids.items()}
+                    r = run_hey(url, body, n, c, hey=hey).to_json()
+                else:
+                    r = grpc_load(target, n, c)
+                after = {k: cpu_seconds(p) for k, p in pids.items()}
+                r["cpu_ms_per_request"] = {
+                    k: (after[k] - before[k]) * 1000 / r["requests"] for k in pids
+                }
+                cells[key] = r
+    rows = []
+    for key, r in cells.items():
+        cpu = r["cpu_ms_per_request"]
+        rows.append(
+            [
+                key,
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.1f}",
+                f"{cpu.get('remote', 0):.2f}",
+                f"{cpu['hop']:.2f}" if "hop" in cpu else "-",
+            ]
+        )
+    header = ["path", "req/s", "p50 ms", "p99 ms", "remote CPU ms/req", "hop CPU ms/req"]
+    print_block(f"Proxy hop (load average at start {load:.1f})", format_table(header, rows))
+    ratios = []
+    for protocol in ("REST", "gRPC"):
+        d1, m1 = cells[f"{protocol} direct c=1"], cells[f"{protocol} modelrouter c=1"]
+        d32, m32 = cells[f"{protocol} direct c=32"], cells[f"{protocol} modelrouter c=32"]
+        h32 = cells[f"{protocol} haproxy c=32"]
+        added = m1["p50_ms"] - d1["p50_ms"]
+        ratios += [
+            [f"{protocol}: p50 added at c=1", f"{added:.2f} ms", "< 0.3 ms", _ok(added < 0.3)],
+            [
+                f"{protocol}: req/s vs direct, c=32",
+                f"{m32['rps'] / d32['rps']:.2f}x",
+                ">= 0.8x",
+                _ok(m32["rps"] / d32["rps"] >= 0.8),
+            ],
+            [
+                f"{protocol}: req/s vs haproxy, c=32",
+                f"{m32['rps'] / h32['rps']:.2f}x",
+                ">= 0.85x",
+                _ok(m32["rps"] / h32["rps"] >= 0.85),
+            ],
+        ]
+    print_block("Targets", format_table(["ratio", "measured", "target", ""], ratios))
+    write_json(RESULTS / "proxy.json", {"load_average": load, "requests": n, "cells": cells})
+
+
+def _ok(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+if __name__ == "__main__":
+    main()
