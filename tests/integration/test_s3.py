@@ -190,8 +190,8 @@ def test_audit_checkpoints_in_an_s3_object(s3: Any, tmp_path: Path) -> None:
 
     import orjson
 
-    from modelrouter.audit.checkpoints import S3Sink
     from modelrouter.audit.signing import SigningKey
+    from modelrouter.audit.sinks import S3Sink
 
     key = SigningKey.generate()
     (tmp_path / "audit.key").write_bytes(key.pem())
@@ -243,7 +243,7 @@ def test_audit_checkpoints_in_an_s3_object(s3: Any, tmp_path: Path) -> None:
 
 
 def test_an_s3_sink_keeps_the_newest_lines(s3: Any) -> None:
-    from modelrouter.audit.checkpoints import S3Sink
+    from modelrouter.audit.sinks import S3Sink
 
     sink = S3Sink(f"s3://{BUCKET}/audit/bounded.jsonl", keep=3)
     with pytest.raises(ConfigError, match="does not exist"):
