@@ -360,6 +360,56 @@ async def a_failing_callback_does_not_stop_the_watch(store: Store) -> None:
 
 
 @contract
+async def intents_are_stored_once_with_one_audit_record(store: Store) -> None:
+    assert await store.intent_revision() == 0
+    assert await store.list_intents() == []
+    first = await store.put_intent("churn", "v2", "unloaded", "alice", "bad canary")
+    assert (first.state, first.actor, first.revision) == ("unloaded", "alice", 1)
+    await store.put_intent("churn", "v1", "unloaded", "bob")
+    again = await store.put_intent("churn", "v2", "loaded", "carol", "fixed")
+    assert again.revision == 3
+    assert await store.intent_revision() == 3
+    intents = await store.list_intents()
+    assert [(i.version, i.state, i.revision) for i in intents] == [
+        ("v1", "unloaded", 2),
+        ("v2", "loaded", 3),
+    ]
+    records = await store.query_audit(kind="admin", order="asc", limit=None)
+    assert [(r["action"], r["version"], r["actor"], r["intent_revision"]) for r in records] == [
+        ("unload", "v2", "alice", 1),
+        ("unload", "v1", "bob", 2),
+        ("load", "v2", "carol", 3),
+    ]
+    assert records[0]["reason"] == "bad canary"
+    with pytest.raises(InvalidInput, match="loaded"):
+        await store.put_intent("churn", "v1", "gone", "x")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="model"):
+        await store.put_intent("", "v1", "loaded", "x")
+    assert await store.intent_revision() == 3
+    assert (await store.verify_audit()).ok
+
+
+@contract
+async def alias_moves_are_compare_and_set_with_one_record(store: Store) -> None:
+    assert await store.list_aliases() == []
+    first = await store.move_alias("churn", "champion", "1", None)
+    assert first is not None
+    assert (first.version, first.revision) == ("1", 1)
+    assert await store.move_alias("churn", "champion", "5", None) is None  # lost the race
+    move = {"kind": "admin", "action": "alias-moved", "before": "1", "after": "2"}
+    second = await store.move_alias("churn", "champion", "2", "1", move)
+    assert second is not None
+    assert second.revision == 2
+    assert await store.move_alias("churn", "champion", "3", "1", move) is None  # stale
+    await store.move_alias("fraud", "prod", "7", None)
+    assert [(a.name, a.alias, a.version, a.revision) for a in await store.list_aliases()] == [
+        ("churn", "champion", "2", 2),
+        ("fraud", "prod", "7", 3),
+    ]
+    records = await store.query_audit(kind="admin", limit=None)
+    assert [(r["before"], r["after"]) for r in records] == [("1", "2")]  # the baseline: none
+
+
 async def scan_and_audit_hashes_read_what_verify_needs(store: Store) -> None:
     await store.append_audit([decision(i) for i in range(5)])
     page = await store.scan_audit(1, 3)

@@ -29,8 +29,8 @@ from modelrouter.api.metrics import MetricsApi
 from modelrouter.api.repository import RepositoryApi
 from modelrouter.api.rest import create_rest_app
 from modelrouter.api.rollouts import RolloutsApi
+from modelrouter.api.store_status import StoreStatusApi
 from modelrouter.api.ui import DashboardPages
-from modelrouter.audit import records
 from modelrouter.audit.checkpoints import CheckpointWriter, configured_signer
 from modelrouter.audit.writer import AuditWriter
 from modelrouter.config.loader import LoadedConfig, load_config
@@ -41,11 +41,14 @@ from modelrouter.errors import ConfigError, StoreError
 from modelrouter.outlier import EjectionEvent, Listener
 from modelrouter.rollout.controller import AliasSetter, RolloutManager, build_manager
 from modelrouter.routing.state import RoutingState
-from modelrouter.runtime.repository import AliasMove, ModelRepository
+from modelrouter.runtime.aliases import AliasCoordinator
+from modelrouter.runtime.intents import IntentFollower
+from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow.process import BATCH_SIZE, ProcessShadows
 from modelrouter.shadow.runner import ShadowRunner
 from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
+from modelrouter.store_guard import StoreGuard
 from modelrouter.telemetry.service import Telemetry
 
 if TYPE_CHECKING:
@@ -78,6 +81,9 @@ class Services:
     control: ControlPlane
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rollouts: RolloutManager | None = None
+    guard: StoreGuard | None = None
+    intents: IntentFollower | None = None
+    aliases: AliasCoordinator | None = None
     grpc: GrpcHandle | None = None
     """The gRPC server while it runs (``server.grpc`` set)."""
     events: EventHub | None = None
@@ -90,7 +96,9 @@ class Services:
 def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services:
     config = loaded.config
     server = config.server
-    store = store or open_store(store_url(server.store_location(), loaded.base_dir))
+    store = store or open_store(
+        store_url(server.store_location(), loaded.base_dir), timeout=server.storeTimeout
+    )
     repository = ModelRepository(config, loaded.base_dir)
     routing = RoutingState(config, store)
     audit = AuditWriter(
@@ -98,6 +106,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         batch_size=server.audit.batchSize,
         flush_interval=server.audit.flushInterval,
         max_queue=server.audit.maxQueue,
+        durable_timeout=server.storeTimeout,
     )
     telemetry = Telemetry(store, server.telemetry)
     telemetry.metrics.watch_repository(repository)
@@ -119,6 +128,9 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         telemetry.metrics,
         alias_setter=mlflow_alias_setter(config, repository),
     )
+    guard = StoreGuard(store, routing, server.storeCheckInterval)
+    intents = IntentFollower(repository, store, server.storePollInterval)
+    guard.listeners.append(intents.on_store_fault)
     control = ControlPlane(
         store,
         routing,
@@ -128,6 +140,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         windows=telemetry.windows,
         shadow=shadow,
         window_seconds=server.telemetry.window,
+        intents=intents,
     )
     return Services(
         loaded,
@@ -140,6 +153,9 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
         telemetry,
         control,
         rollouts=rollouts,
+        guard=guard,
+        intents=intents,
+        aliases=AliasCoordinator(repository, store, server.mlflow.pollInterval),
     )
 
 
@@ -223,28 +239,6 @@ async def watch_config_file(services: Services, interval: float = 1.0) -> None:
                 log.info("config file %s: rollouts %s: %s", source, what, ", ".join(done[what]))
 
 
-async def watch_mlflow_aliases(services: Services) -> None:
-    """Swap in the version an MLflow alias moved to, and record each move in the audit log."""
-
-    async def record(move: AliasMove) -> None:
-        await services.store.append_audit(
-            [
-                records.alias_moved(
-                    model=move.model,
-                    version=move.version,
-                    registered_model=move.name,
-                    alias=move.alias,
-                    before=move.before,
-                    after=move.after,
-                    error=move.error,
-                )
-            ]
-        )
-
-    interval = services.loaded.config.server.mlflow.pollInterval
-    await services.repository.watch_aliases(interval, record)
-
-
 RETENTION_LEASE = "audit-retention"
 
 
@@ -305,11 +299,17 @@ async def running(services: Services) -> AsyncIterator[None]:
         if server.watchConfig:
             services.tasks.append(asyncio.create_task(watch_config_file(services)))
         services.tasks.append(asyncio.create_task(prune_periodically(services)))
+        if services.guard is not None:
+            services.tasks.append(asyncio.create_task(services.guard.run()))
+        if services.intents is not None:
+            await services.intents.prime()  # held versions are not loaded at all
+            services.tasks.append(asyncio.create_task(services.intents.run()))
         signer = checkpoint_writer(services.loaded, services.store)
         if signer is not None:
             services.tasks.append(asyncio.create_task(signer.run()))
         await services.repository.load_all()
-        services.tasks.append(asyncio.create_task(watch_mlflow_aliases(services)))
+        if services.aliases is not None:  # one gateway watches MLflow, every one follows
+            services.tasks.append(asyncio.create_task(services.aliases.run()))
         if services.rollouts is not None:
             services.rollouts.start()
         try:
@@ -380,6 +380,11 @@ def create_app(
             *RolloutsApi(services.control, admin.authorize).routes(),
             *EventsApi(services.events, admin.authorize).routes(),
             *DashboardPages().routes(),
+            *(
+                StoreStatusApi(services.guard, services.audit, admin.authorize).routes()
+                if services.guard
+                else []
+            ),
         ],
         header_limits=HeaderLimits(http.maxHeaderCount, http.maxHeaderSize, http.maxHeaderListSize),
         admin_token=token,

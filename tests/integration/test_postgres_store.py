@@ -83,7 +83,9 @@ def test_tables_live_in_the_schema_of_the_url(pg_url: str) -> None:
             (schema,),
         ).fetchall()
     assert [r[0] for r in rows] == [
+        "mr_alias",
         "mr_audit",
+        "mr_intent",
         "mr_lock",
         "mr_metric",
         "mr_rollout",

@@ -198,8 +198,32 @@ _AUDIT_PARAMS = [
     _param(k, "query")
     for k in ("model", "version", "rule", "kind", "request_id", "since", "until", "order")
 ] + [_param("limit", "query", INT), _param("after_seq", "query", INT)]
+_GAP = _obj(
+    ["seq", "explanation"],
+    seq=INT,
+    time=NUM,
+    cause=STR,
+    lostFirst=INT,
+    lostLast=INT,
+    seenSeq=INT,
+    seenHash=STR,
+    explanation=STR,
+)
 _VERIFY = _obj(
-    ["ok", "checked"], ok=BOOL, checked=INT, firstBadSeq=_nullable(INT), reason=_nullable(STR)
+    ["ok", "checked"],
+    ok=BOOL,
+    checked=INT,
+    firstBadSeq=_nullable(INT),
+    reason=_nullable(STR),
+    anchorSeq=INT,
+    gaps={"type": "array", "items": _GAP},
+)
+_STORE_STATUS = _obj(
+    ["url", "reachable", "faults", "audit"],
+    url=STR,
+    reachable=BOOL,
+    faults={"type": "array", "items": OBJ},
+    audit=OBJ,
 )
 
 OPERATIONS: dict[tuple[str, str], Op] = {
@@ -374,6 +398,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         admin=True,
         tag="admin",
         more={"409": _json("the first bad record", _VERIFY)},
+    ),
+    ("GET", "/api/v1/store"): _op(
+        "this gateway's view of the store: reachable, faults handled, audit writer counters",
+        _json("the store's status", _STORE_STATUS),
+        admin=True,
+        tag="admin",
     ),
     ("GET", "/api/v1/decisions/{request_id}"): _op(
         "the decision record of a request, explained",

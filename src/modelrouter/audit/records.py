@@ -412,9 +412,12 @@ def gap(
     reason: str,
     actor: str = "modelrouter",
     time: float | None = None,
+    **detail: Any,
 ) -> Record:
     """The chain continued after records ``first_lost_seq..last_lost_seq`` were lost (a store
-    that came back empty or restored from an older backup)."""
+    that came back empty or restored from an older backup). ``detail``: what the gateway that
+    noticed knows (``cause``, ``seen_seq``/``seen_hash``, ``found_seq``/``found_hash``,
+    ``previous_epoch``/``epoch``, ``gateway``; see :mod:`modelrouter.audit.gaps`)."""
     return _with_time(
         {
             "kind": GAP,
@@ -422,6 +425,7 @@ def gap(
             "first_lost_seq": first_lost_seq,
             "last_lost_seq": last_lost_seq,
             "reason": reason,
+            **detail,
         },
         time,
     )

@@ -9,7 +9,10 @@ only when the queue is over ``max_queue`` (counted in :attr:`AuditWriter.dropped
 :meth:`AuditWriter.submit_durable` is the durable mode: it returns the record's seq only after
 the transaction holding it has committed, so a request acknowledged after it has its record even
 if the process crashes right after. Durable records are written at once (group commit: the
-records that arrive during one write go together in the next).
+records that arrive during one write go together in the next). With ``durable_timeout`` a
+durable submission gives up after that long (a store that is down or hangs): the caller gets a
+:class:`~modelrouter.errors.StoreError` (503) and the record, if its write has not started, is
+withdrawn so that the log never holds a decision whose client was told it failed.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class AuditWriter:
         *,
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
+        durable_timeout: float | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1 or flush_interval < 0:
             raise ValueError("batch_size and max_queue must be >= 1, flush_interval >= 0")
@@ -63,6 +67,10 @@ class AuditWriter:
         self.max_queue = max_queue
         self.retry_initial = retry_initial
         self.retry_max = retry_max
+        self.durable_timeout = durable_timeout
+        self.timed_out = 0
+        """Durable submissions that gave up after ``durable_timeout`` (their callers got 503)."""
+        self._withdrawn: set[asyncio.Future[int]] = set()
         self.written = 0
         self.dropped = 0
         self.batches = 0
@@ -93,6 +101,7 @@ class AuditWriter:
             "errors": self.errors,
             "invalid": self.invalid,
             "pending": len(self._queue),
+            "timedOut": self.timed_out,
         }
 
     def submit(self, record: Mapping[str, Any]) -> bool:
@@ -131,7 +140,18 @@ class AuditWriter:
         self._accepted += 1
         self._urgent += 1
         self._wake.set()
-        return await future
+        if self.durable_timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.durable_timeout)
+        except TimeoutError:
+            self.timed_out += 1
+            if not future.done():
+                self._withdrawn.add(future)  # not written if its batch has not started yet
+            raise StoreError(
+                f"the audit record was not committed within {self.durable_timeout:g}s "
+                "(server.storeTimeout): the store is slow or unreachable"
+            ) from None
 
     async def flush(self) -> None:
         """Wait until every record submitted before this call is committed (or dropped)."""
@@ -181,6 +201,8 @@ class AuditWriter:
     def _abandon(self, error: Exception) -> None:
         while self._queue:
             _, _, future = self._queue.popleft()
+            if future is not None:
+                self._withdrawn.discard(future)
             self.dropped += 1
             self._processed += 1
             if future is not None:
@@ -223,7 +245,10 @@ class AuditWriter:
         refuses a batch are the records checked one by one, and the bad ones dropped.
         """
         n = min(len(self._queue), self.batch_size)
-        entries = [self._queue.popleft() for _ in range(n)]
+        entries = self._without_withdrawn([self._queue.popleft() for _ in range(n)])
+        if not entries:
+            self._release_flush_waiters()
+            return True
         batch = [r if "time" in r else {**r, "time": t} for r, t, _ in entries]
         try:
             seqs = await self.store.append_audit(batch)
@@ -246,11 +271,27 @@ class AuditWriter:
         self._processed += len(entries)
         for (_, _, future), seq in zip(entries, seqs, strict=True):
             if future is not None:
+                self._withdrawn.discard(future)  # its write was under way: it is on the record
                 self._urgent -= 1
                 if not future.done():
                     future.set_result(seq)
         self._release_flush_waiters()
         return True
+
+    def _without_withdrawn(self, entries: list[_Entry]) -> list[_Entry]:
+        """Drop the durable records whose caller gave up (answered 503) before the write."""
+        if not self._withdrawn:
+            return entries
+        kept = []
+        for entry in entries:
+            future = entry[2]
+            if future is not None and future in self._withdrawn:
+                self._withdrawn.discard(future)
+                future.cancel()  # nobody waits for it any more
+                self._finish(future, StoreError("withdrawn: its request timed out"))
+                continue
+            kept.append(entry)
+        return kept
 
     def _weed(self, entries: list[_Entry]) -> list[_Entry]:
         """The entries whose records are valid; the others are counted and failed."""
@@ -275,6 +316,8 @@ class AuditWriter:
 
     def _finish(self, future: asyncio.Future[int] | None, error: Exception) -> None:
         """A record that will never be written: count it, tell its durable waiter."""
+        if future is not None:
+            self._withdrawn.discard(future)
         self.dropped += 1
         self._processed += 1
         if future is not None:

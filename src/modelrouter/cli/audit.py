@@ -328,8 +328,13 @@ def verify(target: Target, sink: str | None, public_key: Path | None) -> None:
         doc = target.get("/api/v1/audit/verify", ok=(409,))
     else:
         doc = target.reads(lambda reads: reads.verify()).to_json()
+    for gap in doc.get("gaps") or []:  # records a store fault lost, each explained
+        click.echo(f"GAP: {gap['explanation']}")
     if doc["ok"]:
-        click.echo(f"OK: {doc['checked']} records verified{_pruned(doc.get('anchorSeq') or 0)}")
+        lost = f"; {len(doc['gaps'])} gap(s) in the log, explained above" if doc.get("gaps") else ""
+        click.echo(
+            f"OK: {doc['checked']} records verified{_pruned(doc.get('anchorSeq') or 0)}{lost}"
+        )
         return
     _failed(doc["firstBadSeq"], doc["reason"], doc["checked"])
 

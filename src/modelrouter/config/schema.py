@@ -197,6 +197,12 @@ class ServerSettings(Strict):
     so a PostgreSQL password can come from a Kubernetes Secret instead of the config file."""
     storePollInterval: Duration = 0.5
     """How often a SQLite store is polled for routing changes of other gateways."""
+    storeTimeout: Duration = Field(2.0, gt=0)
+    """How long a request waits for the store: connecting to PostgreSQL, and a durable audit
+    record's commit (beyond it the request gets a 503 instead of hanging)."""
+    storeCheckInterval: Duration = Field(1.0, gt=0)
+    """How often the gateway checks that the store still holds what it saw (a dropped and
+    recreated or restored database is re-initialised, with a gap record in the audit log)."""
     watchConfig: bool = True
     """Reload routing rules when the config file changes (an invalid file is refused)."""
     prometheus: PrometheusSettings | None = None

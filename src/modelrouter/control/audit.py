@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelrouter.audit import records
+from modelrouter.audit.gaps import gap_summaries
 from modelrouter.audit.query import AuditQuery, explain_request, run_query
 from modelrouter.errors import NotFound
 from modelrouter.store.base import Store
@@ -36,6 +37,8 @@ class VerifyReport:
     first_bad_seq: int | None
     reason: str
     anchor_seq: int
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    """Every gap record (records a store fault lost), explained (:mod:`modelrouter.audit.gaps`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +47,7 @@ class VerifyReport:
             "firstBadSeq": self.first_bad_seq,
             "reason": self.reason,
             "anchorSeq": self.anchor_seq,
+            "gaps": self.gaps,
         }
 
 
@@ -68,6 +72,7 @@ class AuditReads:
     async def verify(self) -> VerifyReport:
         result = await self.store.verify_audit()
         bounds = await self.store.audit_bounds()
+        gaps = gap_summaries(await self.store.audit_gaps())
         return VerifyReport(
-            result.ok, result.checked, result.first_bad_seq, result.reason, bounds.anchor.seq
+            result.ok, result.checked, result.first_bad_seq, result.reason, bounds.anchor.seq, gaps
         )

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modelrouter.audit import records as audit_records
 from modelrouter.config.schema import Config, VersionSpec
 from modelrouter.control.audit import AuditFilter, AuditReads, VerifyReport
 from modelrouter.control.figures import FigureReader
 from modelrouter.errors import InvalidInput, ModelNotReady, NotFound
 from modelrouter.rollout.controller import COMMANDS, RolloutManager
 from modelrouter.routing.state import RoutingState
+from modelrouter.runtime.intents import IntentFollower
 from modelrouter.runtime.repository import ModelRepository, VersionEntry
 from modelrouter.shadow.runner import ShadowRunner
 from modelrouter.store.base import Store
@@ -77,10 +77,14 @@ class ControlPlane:
         shadow: ShadowRunner | None = None,
         window_seconds: float = 600.0,
         clock: Callable[[], float] = time.time,
+        intents: IntentFollower | None = None,
     ) -> None:
         self.store = store
         self.routing = routing
         self.repository = repository
+        self.intents = intents or IntentFollower(repository, store, poll_interval=1.0)
+        """Load and unload are intents in the store, applied here and followed by every
+        gateway (see :mod:`modelrouter.runtime.intents`); the gateway runs its follower."""
         self.rollouts = rollouts
         self.feedback = feedback
         self.shadow = shadow
@@ -199,25 +203,9 @@ class ControlPlane:
         """One outcome on every transport: a version that fails to load is ModelNotReady
         (503, retrying may help) naming the reason; the attempt is audited either way."""
         targets = self._targets(model, version)
-        done = []
-        for e in targets:
-            before = e.state.value
-            if load:
-                await self.repository.load(e.model, e.version)
-            else:
-                await self.repository.unload(e.model, e.version)
-            done.append(
-                audit_records.version_action(
-                    actor=actor,
-                    action="load" if load else "unload",
-                    model=e.model,
-                    version=e.version,
-                    before=before,
-                    after=e.state.value,
-                    reason=e.error or "",
-                )
-            )
-        await self.store.append_audit(done)
+        request = self.intents.request_load if load else self.intents.request_unload
+        for e in targets:  # each intent stored with its one audit record, then applied here
+            await request(e.model, e.version, actor)
         failed = [e for e in targets if e.error]
         if load and failed:
             raise ModelNotReady(

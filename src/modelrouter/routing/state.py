@@ -106,6 +106,21 @@ class RoutingState:
             await self.import_model(model, spec, self.config)
         await self.refresh()
 
+    async def reseed(self) -> list[str]:
+        """After the store lost its state (see :mod:`modelrouter.store_guard`): write the config
+        file's rules (as last read) for every model that has no document in the store any more,
+        then reload. Returns the models seeded here (another gateway may have done the rest)."""
+        records = await self.store.get_routing()
+        seeded = []
+        for model, spec in self.file_config.models.items():
+            if model in records or model not in self.config.models:
+                continue
+            # the file's import, as at start: a compare-and-set, so several gateways write once
+            if await self.import_model(model, spec, self.file_config):
+                seeded.append(model)
+        await self.refresh()
+        return seeded
+
     async def active_rollouts(self, config: Config, model: str) -> dict[str, str]:
         """``{rule: "rollout/<name>"}`` of the rollouts of ``config`` now running on ``model``
         (read from the store: every gateway sees the same)."""

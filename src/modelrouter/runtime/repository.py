@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import time
@@ -330,8 +331,8 @@ class ModelRepository:
                 log.info("model %s version %s ready in %.2fs", model, version, e.load_seconds)
             return e
 
-    async def _fetch(self, e: VersionEntry) -> Fetched | None:
-        uri = e.spec.storageUri
+    async def _fetch(self, e: VersionEntry, uri: str | None = None) -> Fetched | None:
+        uri = uri or e.spec.storageUri
         if uri is None:
             return None
         return await self.sources.fetch(uri)
@@ -400,10 +401,11 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         """Load every version, unless loading is lazy (then each loads on its first request).
-        Remote versions connect concurrently; in-process ones load one at a time."""
+        Remote versions connect concurrently; in-process ones load one at a time. Versions
+        held by an explicit unload (a repository intent) stay unloaded."""
         if self.lazy:
             return
-        entries = self.entries()
+        entries = [e for e in self.entries() if not e.held]
 
         async def load_local() -> None:
             for e in entries:
@@ -493,11 +495,22 @@ class ModelRepository:
             moves.append(await self._swap(e, name, alias_name, current))
         return moves
 
-    async def _swap(self, e: VersionEntry, name: str, alias: str, target: str) -> AliasMove:
+    async def swap_to(self, e: VersionEntry, name: str, alias: str, target: str) -> AliasMove:
+        """Swap the ``models:/name@alias`` version ``e`` to registered version ``target``
+        exactly (not to wherever the alias points by now): what a gateway following the
+        cluster's alias watcher does (see :mod:`modelrouter.runtime.aliases`)."""
+        return await self._swap(e, name, alias, target, pinned=True)
+
+    async def _swap(
+        self, e: VersionEntry, name: str, alias: str, target: str, *, pinned: bool = False
+    ) -> AliasMove:
         before = e.mlflow_version
         try:
-            fetched = await self._fetch(e)
+            fetched = await self._fetch(e, f"models:/{name}/{target}" if pinned else None)
             assert fetched is not None
+            if pinned:  # fetched by version: still shown as following the alias
+                info = {**fetched.info, "mlflow_alias": alias, "mlflow_uri": e.spec.storageUri}
+                fetched = dataclasses.replace(fetched, info=info)
             await self._make_room(fetched.size, exclude=e)
             runtime = await self._build(e, fetched)
         except ModelRouterError as exc:

@@ -19,9 +19,11 @@ __all__ = ["AuditBounds", "RolloutRecord", "RoutingRecord", "Store", "Watch", "o
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres")
 
 
-def open_store(url: str, *, clock: Clock | None = None) -> Store:
+def open_store(url: str, *, clock: Clock | None = None, timeout: float | None = None) -> Store:
     """The store for ``url``: ``memory://``, ``sqlite:///path.db`` (relative to the current
     directory), ``postgresql://user@host:port/db[?schema=NAME]``.
+
+    ``timeout`` bounds how long connecting to PostgreSQL may take (``server.storeTimeout``).
 
     Raises :class:`~modelrouter.errors.ConfigError` for any other scheme, or when the driver
     for PostgreSQL (``pip install 'modelrouter[postgres]'``) is missing.
@@ -50,4 +52,6 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
             f"store {scheme}:// needs psycopg 3: pip install 'modelrouter[postgres]' ({exc})",
             field="server.store",
         ) from exc
-    return PostgresStore(url, clock=now)
+    if timeout is None:
+        return PostgresStore(url, clock=now)
+    return PostgresStore(url, clock=now, connect_timeout=timeout)

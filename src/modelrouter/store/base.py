@@ -35,6 +35,7 @@ from modelrouter.audit.chain import (
     prepare_record,
 )
 from modelrouter.errors import Conflict, InvalidInput
+from modelrouter.store.faults import StoreFault
 
 log = logging.getLogger("modelrouter.store")
 
@@ -42,8 +43,9 @@ Order = Literal["asc", "desc"]
 WatchCallback = Callable[[], Awaitable[None]]
 Clock = Callable[[], float]
 
-SCHEMA_VERSION = 1
-"""Version of the table layout; a store refuses a database written by a newer layout."""
+SCHEMA_VERSION = 2
+"""Version of the table layout; a store refuses a database written by a newer layout and
+migrates an older one (1 -> 2: the state row's ``epoch``, see :mod:`modelrouter.store.faults`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,40 @@ class RolloutRecord:
     name: str
     version: int
     state: dict[str, Any]
+    updated_at: float
+
+
+IntentState = Literal["loaded", "unloaded"]
+INTENT_STATES: tuple[IntentState, ...] = ("loaded", "unloaded")
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """What every gateway must do with one model version: keep it ``loaded`` or ``unloaded``.
+
+    ``revision`` counts intent writes across all versions (1, 2, ...): a gateway applies each
+    intent whose revision it has not applied yet (see :mod:`modelrouter.runtime.intents`)."""
+
+    model: str
+    version: str
+    state: IntentState
+    actor: str
+    reason: str
+    revision: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    """Where an MLflow alias (``name@alias``) points, as the cluster's alias watcher last saw it.
+
+    ``revision`` counts alias writes across all aliases; every gateway swaps its
+    ``models:/name@alias`` versions to ``version`` (see :mod:`modelrouter.runtime.aliases`)."""
+
+    name: str
+    alias: str
+    version: str
+    revision: int
     updated_at: float
 
 
@@ -351,6 +387,21 @@ class Store(abc.ABC):
             after = last.columns[0] if last.columns is not None else last.record["seq"]
         return verifier.finish(bounds.head)
 
+    async def audit_gaps(self) -> list[dict[str, Any]]:
+        """Every ``gap`` record (records lost by a store fault), oldest first."""
+        return await self.query_audit(kind="gap", limit=None, order="asc")
+
+    async def reconcile(self) -> list[StoreFault]:
+        """Check that the store still holds what this client saw; repair it if not.
+
+        A store that came back empty or at an older head (dropped and recreated, restored) gets
+        its schema back and a ``gap`` record naming the lost range before anything else is
+        appended (see :mod:`modelrouter.store.faults`). Returns the faults handled since the last
+        call, including those found inside writes; the gateway then re-seeds what it owns.
+        Stores that cannot lose state (memory) return ``[]``.
+        """
+        return []
+
     async def _past_head(self, verifier: ChainVerifier, seq: int, head: ChainPoint) -> VerifyResult:
         """A record after the head read first: appended since (fine, stop there), or planted
         outside the store (the head, updated in every append's transaction, is still below)."""
@@ -388,6 +439,44 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def release_lock(self, name: str, owner: str) -> None:
         """Give up the lease ``name`` if ``owner`` holds it (else nothing happens)."""
+
+    # -- repository intents (explicit load/unload, followed by every gateway) ----------------
+
+    @abc.abstractmethod
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        """Record that ``model``/``version`` must be ``state`` on every gateway, with the next
+        intent revision; the same transaction appends one ``admin`` audit record (action
+        ``load`` or ``unload``), so the request is on the record once, whatever the number of
+        gateways that apply it."""
+
+    @abc.abstractmethod
+    async def list_intents(self) -> list[IntentRecord]:
+        """Every stored intent, by revision."""
+
+    @abc.abstractmethod
+    async def intent_revision(self) -> int:
+        """The newest intent revision (0: none); cheap to poll."""
+
+    # -- MLflow aliases (written by the one gateway holding the watch lease) -----------------
+
+    @abc.abstractmethod
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        """Set ``name@alias`` to ``version`` if it still points at ``expected`` (None: not
+        stored yet), with the next alias revision, and append ``record`` (the move's audit
+        record) in the same transaction. None when it changed meanwhile (nothing written)."""
+
+    @abc.abstractmethod
+    async def list_aliases(self) -> list[AliasRecord]:
+        """Every stored alias, by revision."""
 
     # -- telemetry windows (per-gateway, per-bucket rows; see modelrouter.telemetry.recorder) --
 
@@ -466,6 +555,35 @@ def change_record(
         reason=reason,
         time=after.updated_at,
     )
+
+
+def check_intent(model: str, version: str, state: str) -> IntentState:
+    if state not in INTENT_STATES:
+        raise InvalidInput(f"intent state must be 'loaded' or 'unloaded', not {state!r}")
+    for name, value in (("model", model), ("version", version)):
+        if not isinstance(value, str) or not value:
+            raise InvalidInput(f"intent {name} must be a non-empty string")
+    return "loaded" if state == "loaded" else "unloaded"
+
+
+def intent_audit_record(intent: IntentRecord, before: str | None) -> dict[str, Any]:
+    """The ``admin`` audit record of :meth:`Store.put_intent`: ``before``/``after`` are the
+    stored intents (``none`` when there was none): the record is the cluster's, written before
+    any gateway applies it."""
+    record = records.version_action(
+        actor=intent.actor,
+        action="load" if intent.state == "loaded" else "unload",
+        model=intent.model,
+        version=intent.version,
+        before=before or "none",
+        after=intent.state,
+        reason=intent.reason or f"{intent.state} on every gateway",
+        time=intent.updated_at,
+    )
+    record["what"] = f"version {intent.version} of {intent.model}"
+    record["intent"] = intent.state
+    record["intent_revision"] = intent.revision
+    return record
 
 
 def prune_record(

@@ -10,8 +10,11 @@ from typing import Any
 
 from modelrouter.audit.chain import GENESIS, ChainPoint, seal
 from modelrouter.store.base import (
+    AliasRecord,
     AuditBounds,
     Clock,
+    IntentRecord,
+    IntentState,
     MetricRow,
     Order,
     RolloutRecord,
@@ -20,11 +23,13 @@ from modelrouter.store.base import (
     Watch,
     change_record,
     check_expected,
+    check_intent,
     check_metric_rows,
     check_prune,
     check_query,
     check_rollout_expected,
     duplicate_feedback,
+    intent_audit_record,
     normalize_document,
     normalize_rollout_state,
     prepare_records,
@@ -51,6 +56,8 @@ class MemoryStore(Store):
         self._metric_rows: list[MetricRow] = []
         self._rollouts: dict[str, RolloutRecord] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._intents: dict[tuple[str, str], IntentRecord] = {}
+        self._aliases: dict[tuple[str, str], AliasRecord] = {}
 
     # -- routing -------------------------------------------------------------------------
 
@@ -231,6 +238,47 @@ class MemoryStore(Store):
             del self._locks[name]
 
     # -- telemetry windows ---------------------------------------------------------------
+
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        state = check_intent(model, version, state)
+        async with self._lock:
+            revision = max((i.revision for i in self._intents.values()), default=0) + 1
+            intent = IntentRecord(model, version, state, actor, reason, revision, self._clock())
+            old = self._intents.get((model, version))
+            record = intent_audit_record(intent, old.state if old else None)
+            self._append_locked(prepare_records([record], intent.updated_at))
+            self._intents[(model, version)] = intent
+        return intent
+
+    async def list_intents(self) -> list[IntentRecord]:
+        return sorted(self._intents.values(), key=lambda i: i.revision)
+
+    async def intent_revision(self) -> int:
+        return max((i.revision for i in self._intents.values()), default=0)
+
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        async with self._lock:
+            current = self._aliases.get((name, alias))
+            if (current.version if current else None) != expected:
+                return None
+            revision = max((a.revision for a in self._aliases.values()), default=0) + 1
+            moved = AliasRecord(name, alias, str(version), revision, self._clock())
+            if record is not None:
+                self._append_locked(prepare_records([record], moved.updated_at))
+            self._aliases[(name, alias)] = moved
+        return moved
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        return sorted(self._aliases.values(), key=lambda a: a.revision)
 
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
         checked = check_metric_rows(rows)

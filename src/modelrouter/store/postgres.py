@@ -27,13 +27,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
+from modelrouter.audit.gaps import GAP_KIND
 from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
 from modelrouter.store.base import (
     FEEDBACK_ONCE_INDEX,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
+    AliasRecord,
     AuditBounds,
     Clock,
+    IntentRecord,
+    IntentState,
     MetricRow,
     Order,
     RolloutRecord,
@@ -44,11 +48,13 @@ from modelrouter.store.base import (
     audit_select,
     change_record,
     check_expected,
+    check_intent,
     check_metric_rows,
     check_prune,
     check_rollout_expected,
     duplicate_feedback,
     feedback_once_sql,
+    intent_audit_record,
     metric_row,
     metric_values,
     normalize_document,
@@ -57,6 +63,7 @@ from modelrouter.store.base import (
     prune_cutoff,
     prune_record,
 )
+from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -65,6 +72,14 @@ log = logging.getLogger("modelrouter.store")
 
 _INLINE_BATCH = 16
 """Batches larger than this are normalized and hashed in a worker thread."""
+
+_SCHEMA_GONE = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.UndefinedColumn,
+)
+"""What a query gets when the schema was dropped or replaced under the gateway: the tables are
+created again and the query retried once (it failed whole, so nothing was committed)."""
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -117,6 +132,9 @@ class PostgresStore(Store):
         self._t_audit = f"{s}.mr_audit"
         self._t_rollout = f"{s}.mr_rollout"
         self._t_lock = f"{s}.mr_lock"
+        self._t_intent = f"{s}.mr_intent"
+        self._t_alias = f"{s}.mr_alias"
+        self._faults = FaultTracker()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -130,23 +148,28 @@ class PostgresStore(Store):
 
     async def open(self) -> None:
         async with self._lock:
-            await self._connection()
+            conn = await self._connection()
+            if self._faults.epoch is None:  # what a later fault is measured against
+                try:
+                    epoch, bounds = await self._state(conn)
+                except psycopg.Error as exc:
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
+                self._faults.observe(epoch, bounds.head)
 
     async def _connection(self) -> Conn:
         """The query connection (caller holds ``self._lock``); (re)connects when needed."""
         if self._closed:
             raise StoreError(f"store {self.url} is closed")
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        if self._conn is not None:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
             await self._conn.close()
             self._conn = None
-        conn = await self._connect()
+        conn = self._conn or await self._connect()
         try:
             if not self._schema_ready:
                 await self._create_schema(conn)
                 self._schema_ready = True
         except BaseException:
+            self._conn = None
             await conn.close()
             raise
         self._conn = conn
@@ -171,13 +194,26 @@ class PostgresStore(Store):
                     log.warning("audit log has duplicate feedback; not unique per request: %s", exc)
                 cur = await conn.execute(f"SELECT schema_version FROM {self._t_state} WHERE id = 1")
                 row = await cur.fetchone()
+                if row is not None and row[0] > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store was written by a newer modelrouter (schema {row[0]}, "
+                        f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
+                    )
+                await self._migrate(conn)
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL store {self.url}: cannot create tables: {exc}") from exc
-        if row is not None and row[0] > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store was written by a newer modelrouter (schema {row[0]}, "
-                f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
-            )
+
+    async def _migrate(self, conn: Conn) -> None:
+        """Bring a database of an older layout up to :data:`SCHEMA_VERSION` (idempotent)."""
+        # 1 -> 2: the state row's epoch (the store's identity, see modelrouter.store.faults)
+        await conn.execute(f"ALTER TABLE {self._t_state} ADD COLUMN IF NOT EXISTS epoch text")
+        await conn.execute(
+            f"UPDATE {self._t_state} SET epoch = %s WHERE epoch IS NULL", (new_epoch(),)
+        )
+        await conn.execute(
+            f"UPDATE {self._t_state} SET schema_version = %s WHERE schema_version < %s",
+            (SCHEMA_VERSION, SCHEMA_VERSION),
+        )
 
     def _schema_statements(self) -> list[str]:
         a = self._t_audit
@@ -189,7 +225,8 @@ class PostgresStore(Store):
                 head_seq bigint NOT NULL,
                 head_hash text NOT NULL,
                 anchor_seq bigint NOT NULL,
-                anchor_hash text NOT NULL)""",
+                anchor_hash text NOT NULL,
+                epoch text)""",
             f"""CREATE TABLE IF NOT EXISTS {self._t_routing} (
                 model text PRIMARY KEY,
                 version bigint NOT NULL,
@@ -240,8 +277,28 @@ class PostgresStore(Store):
             f"CREATE INDEX IF NOT EXISTS mr_metric_version ON {self._t_metric} "
             "(model, version, start)",
             f"CREATE INDEX IF NOT EXISTS mr_metric_start ON {self._t_metric} (start)",
-            f"""INSERT INTO {self._t_state} VALUES
-                (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
+            # repository intents: explicit load/unload of a version, followed by every gateway
+            f"""CREATE TABLE IF NOT EXISTS {self._t_intent} (
+                model text NOT NULL,
+                version text NOT NULL,
+                state text NOT NULL,
+                actor text NOT NULL,
+                reason text NOT NULL,
+                revision bigint NOT NULL,
+                updated_at double precision NOT NULL,
+                PRIMARY KEY (model, version))""",
+            # MLflow aliases as the cluster's alias watcher last saw them
+            f"""CREATE TABLE IF NOT EXISTS {self._t_alias} (
+                name text NOT NULL,
+                alias text NOT NULL,
+                version text NOT NULL,
+                revision bigint NOT NULL,
+                updated_at double precision NOT NULL,
+                PRIMARY KEY (name, alias))""",
+            # the epoch is set by _migrate, for a new row and a row of schema 1 alike
+            f"""INSERT INTO {self._t_state}
+                (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
+                VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')
                 ON CONFLICT (id) DO NOTHING""",
         ]
 
@@ -258,6 +315,16 @@ class PostgresStore(Store):
                     return await fn(conn)
                 except ModelRouterError:
                     raise
+                except _SCHEMA_GONE as exc:
+                    self._schema_ready = False
+                    if attempt == 1:
+                        log.warning(
+                            "PostgreSQL store %s: tables are gone (%s); creating them again",
+                            self.url,
+                            str(exc).splitlines()[0],
+                        )
+                        continue
+                    raise StoreError(f"PostgreSQL store {self.url}: {exc}") from exc
                 except psycopg.errors.UniqueViolation as exc:
                     if FEEDBACK_ONCE_INDEX in str(exc):
                         raise duplicate_feedback(exc.diag.message_primary) from exc
@@ -282,9 +349,14 @@ class PostgresStore(Store):
         """``fn`` in a transaction holding the store's advisory lock."""
 
         async def run(conn: Conn) -> T:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-                return await fn(conn)
+            snapshot = self._faults.snapshot()
+            try:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                    return await fn(conn)
+            except BaseException:
+                self._faults.restore(snapshot)  # a gap record rolled back with the rest
+                raise
 
         return await self._op(run, read_only=False)
 
@@ -396,12 +468,57 @@ class PostgresStore(Store):
 
     # -- audit ---------------------------------------------------------------------------
 
-    async def _append_locked(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
-        cur = await conn.execute(f"SELECT head_seq, head_hash FROM {self._t_state} WHERE id = 1")
+    async def _state(self, conn: Conn) -> tuple[str, AuditBounds]:
+        cur = await conn.execute(
+            f"SELECT epoch, anchor_seq, anchor_hash, head_seq, head_hash FROM {self._t_state}"
+            " WHERE id = 1"
+        )
         row = await cur.fetchone()
         if row is None:
             raise StoreError(f"PostgreSQL store {self.url}: the state row is missing")
-        head_seq, head_hash = row
+        return str(row[0]), AuditBounds(ChainPoint(row[1], row[2]), ChainPoint(row[3], row[4]))
+
+    async def _repair_locked(self, conn: Conn) -> ChainPoint:
+        """Under the write lock: handle a fault (gap record) before anything is appended.
+        Returns the head to append after."""
+        epoch, bounds = await self._state(conn)
+        if not self._faults.suspect(epoch, bounds.head):
+            self._faults.observe(epoch, bounds.head)
+            return bounds.head
+        cur = await conn.execute(
+            f"SELECT record, prev_hash, hash FROM {self._t_audit} WHERE kind = %s"
+            " ORDER BY seq DESC LIMIT %s",
+            (GAP_KIND, RECENT_GAPS),
+        )
+        gaps = [unseal(*row) for row in await cur.fetchall()]
+        if self._faults.adopt(epoch, bounds.head, gaps):
+            return bounds.head
+        repair = self._faults.plan(epoch, bounds.head, bounds.anchor, gaps)
+        if repair is None:
+            return bounds.head
+        if repair.rebase:
+            await conn.execute(
+                f"UPDATE {self._t_state} SET anchor_seq = %s, anchor_hash = %s,"
+                " head_seq = %s, head_hash = %s WHERE id = 1",
+                (repair.seen.seq, repair.seen.hash, repair.seen.seq, repair.seen.hash),
+            )
+        await conn.execute(f"UPDATE {self._t_state} SET epoch = %s WHERE id = 1", (repair.epoch,))
+        now = self._clock()
+        start = repair.seen if repair.rebase else bounds.head
+        await self._append_raw(conn, prepare_records([repair.record(now)], now), start)
+        head = self._faults.seen  # the gap record
+        self._faults.repaired(repair, head.seq, head)
+        return head
+
+    async def _append_locked(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[int]:
+        head = await self._repair_locked(conn)
+        return await self._append_raw(conn, prepared, head)
+
+    async def _append_raw(
+        self, conn: Conn, prepared: list[dict[str, Any]], head: ChainPoint
+    ) -> list[int]:
+        """Seal and insert ``prepared`` after ``head`` (read under the write lock)."""
+        head_seq, head_hash = head.seq, head.hash
         if len(prepared) > _INLINE_BATCH:  # hashing is CPU work: keep the event loop free
             rows = await asyncio.to_thread(_sealed_rows, prepared, head_seq, head_hash)
         else:
@@ -417,7 +534,16 @@ class PostgresStore(Store):
             f"UPDATE {self._t_state} SET head_seq = %s, head_hash = %s WHERE id = 1",
             (rows[-1][0], rows[-1][-1]),
         )
+        self._faults.seen = ChainPoint(rows[-1][0], rows[-1][-1])
         return [r[0] for r in rows]
+
+    async def reconcile(self) -> list[StoreFault]:
+        epoch, bounds = await self._op(self._state)
+        if self._faults.suspect(epoch, bounds.head):
+            await self._write(self._repair_locked)
+        else:
+            self._faults.observe(epoch, bounds.head)
+        return self._faults.drain()
 
     async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
         if not records:
@@ -613,6 +739,101 @@ class PostgresStore(Store):
             )
 
         await self._op(write, read_only=False)
+
+    # -- repository intents --------------------------------------------------------------
+
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        state = check_intent(model, version, state)
+
+        async def write(conn: Conn) -> IntentRecord:
+            cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_intent}")
+            row = await cur.fetchone()
+            top = int(row[0]) if row else 0
+            cur = await conn.execute(
+                f"SELECT state FROM {self._t_intent} WHERE model = %s AND version = %s",
+                (model, version),
+            )
+            old = await cur.fetchone()
+            intent = IntentRecord(model, version, state, actor, reason, top + 1, self._clock())
+            await conn.execute(
+                f"INSERT INTO {self._t_intent} VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (model, version) DO UPDATE SET state = excluded.state,"
+                " actor = excluded.actor, reason = excluded.reason,"
+                " revision = excluded.revision, updated_at = excluded.updated_at",
+                (model, version, state, actor, reason, intent.revision, intent.updated_at),
+            )
+            record = intent_audit_record(intent, old[0] if old else None)
+            await self._append_locked(conn, prepare_records([record], intent.updated_at))
+            return intent
+
+        return await self._write(write)
+
+    async def list_intents(self) -> list[IntentRecord]:
+        async def read(conn: Conn) -> list[IntentRecord]:
+            cur = await conn.execute(
+                "SELECT model, version, state, actor, reason, revision, updated_at"
+                f" FROM {self._t_intent} ORDER BY revision"
+            )
+            return [IntentRecord(*r) for r in await cur.fetchall()]
+
+        return await self._op(read)
+
+    async def intent_revision(self) -> int:
+        async def read(conn: Conn) -> int:
+            cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_intent}")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._op(read)
+
+    # -- MLflow aliases ------------------------------------------------------------------
+
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        prepared = None if record is None else prepare_records([record], self._clock())
+
+        async def write(conn: Conn) -> AliasRecord | None:
+            cur = await conn.execute(
+                f"SELECT version FROM {self._t_alias} WHERE name = %s AND alias = %s",
+                (name, alias),
+            )
+            row = await cur.fetchone()
+            if (row[0] if row else None) != expected:
+                return None
+            cur = await conn.execute(f"SELECT COALESCE(MAX(revision), 0) FROM {self._t_alias}")
+            top = await cur.fetchone()
+            moved = AliasRecord(
+                name, alias, str(version), (int(top[0]) if top else 0) + 1, self._clock()
+            )
+            await conn.execute(
+                f"INSERT INTO {self._t_alias} VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version,"
+                " revision = excluded.revision, updated_at = excluded.updated_at",
+                (name, alias, moved.version, moved.revision, moved.updated_at),
+            )
+            if prepared is not None:
+                await self._append_locked(conn, prepared)
+            return moved
+
+        return await self._write(write)
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        async def read(conn: Conn) -> list[AliasRecord]:
+            cur = await conn.execute(
+                "SELECT name, alias, version, revision, updated_at"
+                f" FROM {self._t_alias} ORDER BY revision"
+            )
+            return [AliasRecord(*r) for r in await cur.fetchall()]
+
+        return await self._op(read)
 
     # -- telemetry windows ---------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,12 +25,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
+from modelrouter.audit.gaps import GAP_KIND
 from modelrouter.errors import ModelRouterError, StoreError
 from modelrouter.store.base import (
     METRIC_COLUMNS,
     SCHEMA_VERSION,
+    AliasRecord,
     AuditBounds,
     Clock,
+    IntentRecord,
+    IntentState,
     MetricRow,
     Order,
     RolloutRecord,
@@ -40,11 +45,13 @@ from modelrouter.store.base import (
     audit_select,
     change_record,
     check_expected,
+    check_intent,
     check_metric_rows,
     check_prune,
     check_rollout_expected,
     duplicate_feedback,
     feedback_once_sql,
+    intent_audit_record,
     metric_row,
     metric_values,
     normalize_document,
@@ -53,8 +60,11 @@ from modelrouter.store.base import (
     prune_cutoff,
     prune_record,
 )
+from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
 T = TypeVar("T")
+log = logging.getLogger("modelrouter.store")
+
 log = logging.getLogger("modelrouter.store")
 
 _SCHEMA = [
@@ -65,7 +75,8 @@ _SCHEMA = [
         head_seq INTEGER NOT NULL,
         head_hash TEXT NOT NULL,
         anchor_seq INTEGER NOT NULL,
-        anchor_hash TEXT NOT NULL)""",
+        anchor_hash TEXT NOT NULL,
+        epoch TEXT)""",
     """CREATE TABLE IF NOT EXISTS mr_routing (
         model TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
@@ -115,9 +126,32 @@ _SCHEMA = [
         shadow_agreeing INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS mr_metric_version ON mr_metric (model, version, start)",
     "CREATE INDEX IF NOT EXISTS mr_metric_start ON mr_metric (start)",
-    f"""INSERT OR IGNORE INTO mr_state VALUES
-        (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
+    # repository intents: explicit load/unload of a version, followed by every gateway
+    """CREATE TABLE IF NOT EXISTS mr_intent (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        state TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (model, version))""",
+    # MLflow aliases as the cluster's alias watcher last saw them
+    """CREATE TABLE IF NOT EXISTS mr_alias (
+        name TEXT NOT NULL,
+        alias TEXT NOT NULL,
+        version TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (name, alias))""",
+    f"""INSERT OR IGNORE INTO mr_state
+        (id, schema_version, revision, head_seq, head_hash, anchor_seq, anchor_hash)
+        VALUES (1, {SCHEMA_VERSION}, 0, 0, '{GENESIS_HASH}', 0, '{GENESIS_HASH}')""",
 ]
+
+_ABANDONED: list[sqlite3.Connection] = []
+"""Connections to a database file that was deleted under them, never closed (see
+:meth:`SQLiteStore._check_file`)."""
 
 _INSERT_AUDIT = (
     "INSERT INTO mr_audit"
@@ -161,6 +195,9 @@ class SQLiteStore(Store):
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_lock = asyncio.Lock()
+        self._faults = FaultTracker()
+        self._identity: tuple[int, int] | None = None
+        self._wal_identity: tuple[int, int] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -193,9 +230,13 @@ class SQLiteStore(Store):
                     time.sleep(0.05)
             conn.execute("PRAGMA synchronous=FULL")
             self._transaction(conn, self._create_schema)
+            epoch, bounds = self._state(conn)
         except BaseException:
             conn.close()
             raise
+        self._identity = _file_identity(self.path)
+        self._wal_identity = _file_identity(Path(f"{self.path}-wal"))
+        self._faults.observe(epoch, bounds.head)
         return conn
 
     @staticmethod
@@ -217,6 +258,46 @@ class SQLiteStore(Store):
                 f"the store was written by a newer modelrouter (schema {version}, "
                 f"this one knows {SCHEMA_VERSION}): upgrade modelrouter"
             )
+        # 1 -> 2: the state row's epoch (the store's identity, see modelrouter.store.faults)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(mr_state)")}
+        if "epoch" not in columns:
+            conn.execute("ALTER TABLE mr_state ADD COLUMN epoch TEXT")
+        conn.execute("UPDATE mr_state SET epoch = ? WHERE epoch IS NULL", (new_epoch(),))
+        conn.execute(
+            "UPDATE mr_state SET schema_version = ? WHERE schema_version < ?",
+            (SCHEMA_VERSION, SCHEMA_VERSION),
+        )
+
+    def _check_file(self) -> None:
+        """In the store's thread: the file was deleted or replaced (a reset) -> open the new
+        one. Closing the old connection (the last one of its WAL database) checkpoints and
+        deletes ``<file>-wal`` *by name*: it is closed only while that name is free or still its
+        own WAL; when another process already made a new ``-wal`` there, it is abandoned
+        instead (kept open for the life of the process)."""
+        if self._conn is None or _file_identity(self.path) == self._identity:
+            return
+        log.warning("SQLite store %s: the file was deleted or replaced; opening it anew", self.path)
+        wal = Path(f"{self.path}-wal")
+        if not self.path.exists():
+            for stale in (wal, Path(f"{self.path}-shm")):  # left over from the old file
+                stale.unlink(missing_ok=True)
+        old, self._conn = self._conn, None
+        if _file_identity(wal) in (None, self._wal_identity):
+            try:
+                old.close()
+            except sqlite3.Error as exc:
+                log.warning("SQLite store %s: closing the old file failed: %s", self.path, exc)
+        else:
+            _ABANDONED.append(old)
+        self._conn = self._connect_keeping_faults()
+
+    def _connect_keeping_faults(self) -> sqlite3.Connection:
+        """:meth:`_connect` without letting the new file's state row count as "seen"."""
+        seen = self._faults.snapshot()
+        try:
+            return self._connect()
+        finally:
+            self._faults.restore(seen)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the store's thread; sqlite3 errors become StoreError."""
@@ -228,6 +309,7 @@ class SQLiteStore(Store):
 
     def _translated(self, fn: Callable[..., T], *args: Any) -> T:
         try:
+            self._check_file()
             return fn(*args)
         except ModelRouterError:
             raise
@@ -244,7 +326,18 @@ class SQLiteStore(Store):
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         await self.open()
-        return await self._in_thread(self._transaction, self._conn, fn)
+        return await self._in_thread(self._tracked_write, fn)
+
+    def _tracked_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write transaction on the current connection (read in the store's thread, where
+        :meth:`_check_file` may have replaced it); a rolled-back gap record is forgotten."""
+        assert self._conn is not None
+        snapshot = self._faults.snapshot()
+        try:
+            return self._transaction(self._conn, fn)
+        except BaseException:
+            self._faults.restore(snapshot)
+            raise
 
     @staticmethod
     def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -331,14 +424,60 @@ class SQLiteStore(Store):
     # -- audit ---------------------------------------------------------------------------
 
     @staticmethod
+    def _state(conn: sqlite3.Connection) -> tuple[str, AuditBounds]:
+        epoch, a_seq, a_hash, h_seq, h_hash = conn.execute(
+            "SELECT epoch, anchor_seq, anchor_hash, head_seq, head_hash FROM mr_state WHERE id = 1"
+        ).fetchone()
+        return str(epoch), AuditBounds(ChainPoint(a_seq, a_hash), ChainPoint(h_seq, h_hash))
+
+    def _repair_locked(self, conn: sqlite3.Connection) -> ChainPoint:
+        """Inside the write transaction: handle a fault (gap record) before any append.
+        Returns the head to append after."""
+        epoch, bounds = self._state(conn)
+        if not self._faults.suspect(epoch, bounds.head):
+            self._faults.observe(epoch, bounds.head)
+            return bounds.head
+        rows = conn.execute(
+            "SELECT record, prev_hash, hash FROM mr_audit WHERE kind = ? ORDER BY seq DESC LIMIT ?",
+            (GAP_KIND, RECENT_GAPS),
+        ).fetchall()
+        gaps = [unseal(*r) for r in rows]
+        if self._faults.adopt(epoch, bounds.head, gaps):
+            return bounds.head
+        repair = self._faults.plan(epoch, bounds.head, bounds.anchor, gaps)
+        if repair is None:
+            return bounds.head
+        if repair.rebase:
+            seen = repair.seen
+            conn.execute(
+                "UPDATE mr_state SET anchor_seq = ?, anchor_hash = ?, head_seq = ?, head_hash = ?"
+                " WHERE id = 1",
+                (seen.seq, seen.hash, seen.seq, seen.hash),
+            )
+        conn.execute("UPDATE mr_state SET epoch = ? WHERE id = 1", (repair.epoch,))
+        now = self._clock()
+        start = repair.seen if repair.rebase else bounds.head
+        self._append_raw(conn, [repair.record(now)], now, start)
+        head = self._faults.seen  # the gap record
+        self._faults.repaired(repair, head.seq, head)
+        return head
+
     def _append_locked(
-        conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
+        self, conn: sqlite3.Connection, records: Sequence[Mapping[str, Any]], now: float
     ) -> list[int]:
         """Seal and insert ``records`` (in the store's thread, inside the write transaction)."""
+        head = self._repair_locked(conn)
+        return self._append_raw(conn, records, now, head)
+
+    def _append_raw(
+        self,
+        conn: sqlite3.Connection,
+        records: Sequence[Mapping[str, Any]],
+        now: float,
+        head: ChainPoint,
+    ) -> list[int]:
         prepared = prepare_records(records, now)
-        head_seq, head_hash = conn.execute(
-            "SELECT head_seq, head_hash FROM mr_state WHERE id = 1"
-        ).fetchone()
+        head_seq, head_hash = head.seq, head.hash
         rows = []
         seqs = []
         for data in prepared:
@@ -351,7 +490,16 @@ class SQLiteStore(Store):
         conn.execute(
             "UPDATE mr_state SET head_seq = ?, head_hash = ? WHERE id = 1", (head_seq, head_hash)
         )
+        self._faults.seen = ChainPoint(head_seq, head_hash)
         return seqs
+
+    async def reconcile(self) -> list[StoreFault]:
+        epoch, bounds = await self._run(self._read, self._state)
+        if self._faults.suspect(epoch, bounds.head):
+            await self._write(self._repair_locked)
+        else:
+            self._faults.observe(epoch, bounds.head)
+        return self._faults.drain()
 
     async def append_audit(self, records: Sequence[Mapping[str, Any]]) -> list[int]:
         if not records:
@@ -521,6 +669,83 @@ class SQLiteStore(Store):
 
     # -- telemetry windows ---------------------------------------------------------------
 
+    # -- repository intents --------------------------------------------------------------
+
+    async def put_intent(
+        self, model: str, version: str, state: IntentState, actor: str, reason: str = ""
+    ) -> IntentRecord:
+        state = check_intent(model, version, state)
+
+        def write(conn: sqlite3.Connection) -> IntentRecord:
+            (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_intent").fetchone()
+            old = conn.execute(
+                "SELECT state FROM mr_intent WHERE model = ? AND version = ?", (model, version)
+            ).fetchone()
+            intent = IntentRecord(model, version, state, actor, reason, top + 1, self._clock())
+            conn.execute(
+                "INSERT OR REPLACE INTO mr_intent VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, version, state, actor, reason, intent.revision, intent.updated_at),
+            )
+            record = intent_audit_record(intent, old[0] if old else None)
+            self._append_locked(conn, [record], intent.updated_at)
+            return intent
+
+        return await self._write(write)
+
+    async def list_intents(self) -> list[IntentRecord]:
+        def read(conn: sqlite3.Connection) -> list[IntentRecord]:
+            rows = conn.execute(
+                "SELECT model, version, state, actor, reason, revision, updated_at"
+                " FROM mr_intent ORDER BY revision"
+            ).fetchall()
+            return [IntentRecord(*r) for r in rows]
+
+        return await self._run(self._read, read)
+
+    async def intent_revision(self) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_intent").fetchone()
+            return int(top)
+
+        return await self._run(self._read, read)
+
+    # -- MLflow aliases ------------------------------------------------------------------
+
+    async def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        expected: str | None,
+        record: Mapping[str, Any] | None = None,
+    ) -> AliasRecord | None:
+        def write(conn: sqlite3.Connection) -> AliasRecord | None:
+            row = conn.execute(
+                "SELECT version FROM mr_alias WHERE name = ? AND alias = ?", (name, alias)
+            ).fetchone()
+            if (row[0] if row else None) != expected:
+                return None
+            (top,) = conn.execute("SELECT COALESCE(MAX(revision), 0) FROM mr_alias").fetchone()
+            moved = AliasRecord(name, alias, str(version), top + 1, self._clock())
+            conn.execute(
+                "INSERT OR REPLACE INTO mr_alias VALUES (?, ?, ?, ?, ?)",
+                (name, alias, moved.version, moved.revision, moved.updated_at),
+            )
+            if record is not None:
+                self._append_locked(conn, [record], moved.updated_at)
+            return moved
+
+        return await self._write(write)
+
+    async def list_aliases(self) -> list[AliasRecord]:
+        def read(conn: sqlite3.Connection) -> list[AliasRecord]:
+            rows = conn.execute(
+                "SELECT name, alias, version, revision, updated_at FROM mr_alias ORDER BY revision"
+            ).fetchall()
+            return [AliasRecord(*r) for r in rows]
+
+        return await self._run(self._read, read)
+
     async def append_metric_rows(self, rows: Sequence[MetricRow]) -> None:
         values = [metric_values(r) for r in check_metric_rows(rows)]
         if not values:
@@ -554,3 +779,12 @@ class SQLiteStore(Store):
 _INSERT_METRIC = (
     f"INSERT INTO mr_metric ({METRIC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the database file, None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino

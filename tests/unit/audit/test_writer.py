@@ -239,3 +239,42 @@ def test_submit_before_the_loop_runs_is_kept() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         AuditWriter(FlakyStore(), batch_size=0)
+
+
+def test_a_durable_record_gives_up_after_the_store_timeout_and_is_withdrawn() -> None:
+    async def main() -> None:
+        store = FlakyStore()
+        writer = AuditWriter(store, durable_timeout=0.2, retry_initial=0.01, retry_max=0.05)
+        store.fail_next = 10**6  # the store is down
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"not committed within 0\.2s"):
+            await writer.submit_durable(rec(1))
+        assert 0.2 <= time.monotonic() - started < 1.0
+        assert writer.timed_out == 1
+        store.fail_next = 0  # the store is back: the withdrawn record is not written
+        assert await writer.submit_durable(rec(2)) == 1
+        await writer.flush()
+        assert [r["request_id"] for r in await store.query_audit(limit=None)] == ["r2"]
+        assert writer.dropped == 1
+        assert writer.pending == 0
+        await writer.close()
+
+    asyncio.run(main())
+
+
+def test_a_durable_record_whose_write_was_under_way_stays_on_the_record() -> None:
+    async def main() -> None:
+        store = FlakyStore()
+        store.gate = asyncio.Event()  # the write hangs (a store that stopped answering)
+        writer = AuditWriter(store, durable_timeout=0.1)
+        with pytest.raises(StoreError, match="storeTimeout"):
+            await writer.submit_durable(rec(1))
+        store.gate.set()
+        await writer.flush()
+        # it was already being written when the caller gave up: committed, not withdrawn
+        assert [r["request_id"] for r in await store.query_audit(limit=None)] == ["r1"]
+        assert writer.dropped == 0
+        assert not writer._withdrawn
+        await writer.close()
+
+    asyncio.run(main())

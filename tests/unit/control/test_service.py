@@ -140,11 +140,12 @@ def test_load_and_unload_have_one_outcome(tmp_path: Path) -> None:
         assert unloaded == {"name": "churn", "version": "v1", "state": "UNLOADED", "reason": None}
         with pytest.raises(NotFound):
             await c.load_version("churn", "v9", "ann")
+        # one record per request, for every gateway: the intent, written before it is applied
         records = await c.audit_query(AuditFilter(kind="admin", order="asc"))
-        assert [(r["action"], r["version"], r["after"]) for r in records] == [
-            ("load", "v1", "READY"),
-            ("load", "broken", "FAILED"),
-            ("unload", "v1", "UNLOADED"),
+        assert [(r["action"], r["version"], r["before"], r["after"]) for r in records] == [
+            ("load", "v1", "none", "loaded"),
+            ("load", "broken", "none", "loaded"),
+            ("unload", "v1", "loaded", "unloaded"),
         ]
         index = {(i["name"], i["version"]): i["state"] for i in await c.repository_index()}
         assert index == {
