@@ -44,8 +44,8 @@ from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.aliases import AliasCoordinator
 from modelrouter.runtime.intents import IntentFollower
 from modelrouter.runtime.repository import ModelRepository
-from modelrouter.shadow import ShadowRunner
-from modelrouter.shadow_process import BATCH_SIZE, ProcessShadows
+from modelrouter.shadow.process import BATCH_SIZE, ProcessShadows
+from modelrouter.shadow.runner import ShadowRunner
 from modelrouter.sources.mlflow import is_mlflow_uri, parse_mlflow_uri
 from modelrouter.store import Store, open_store
 from modelrouter.store_guard import StoreGuard

@@ -37,8 +37,8 @@ from modelrouter.routing.table import RoutingTable, compile_table, routed_versio
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
 from modelrouter.runtime.batcher import Batcher, batched
 from modelrouter.runtime.repository import ModelRepository
-from modelrouter.shadow import ShadowRunner
-from modelrouter.shadow_process import ProcessShadows
+from modelrouter.shadow.process import ProcessShadows
+from modelrouter.shadow.runner import ShadowRunner
 from modelrouter.telemetry.feedback import compact_prediction
 
 

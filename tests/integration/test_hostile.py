@@ -456,11 +456,15 @@ def raw_request(url: str, head_extra: bytes) -> bytes:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
         body = orjson.dumps(infer_body())
-        s.sendall(
+        head = (
             b"POST /v2/models/churn/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
             b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n" + head_extra + b"\r\n"
         )
-        with contextlib.suppress(OSError):  # the server may close once the head is refused
+        # the server may answer and close once the head is refused, before it is all sent:
+        # stop sending then, and read the answer
+        with contextlib.suppress(OSError):
+            for i in range(0, len(head), 65536):
+                s.sendall(head[i : i + 65536])
             s.sendall(body)
         out = b""
         while True:

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from modelrouter.app import create_app
+from modelrouter.cli.traffic import load_generator, send_traffic
 from modelrouter.errors import UpstreamError
 from modelrouter.rollout.providers import PrometheusProvider
-from modelrouter.traffic import load_generator, send_traffic
 from support import EXAMPLE_MODELS, ROOT, free_port, loaded_from_yaml, running_server
 
 pytestmark = pytest.mark.integration

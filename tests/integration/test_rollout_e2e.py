@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from modelrouter.app import create_app
-from modelrouter.traffic import TrafficStats, load_generator, send_traffic
+from modelrouter.cli.traffic import TrafficStats, load_generator, send_traffic
 from support import EXAMPLE_MODELS, ROOT, free_port, loaded_from_yaml, running_server
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from modelrouter.cli_audit import audit, parse_age, parse_when
+from modelrouter.cli.audit import audit, parse_age, parse_when
 from modelrouter.store.sqlite import SQLiteStore
 
 NOW = time.time()
@@ -245,7 +245,7 @@ def test_store_problems_are_clean_errors(tmp_path: Path) -> None:
 def test_tail_follow_prints_new_records(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     url = seed(path)
-    code = "from modelrouter.cli_audit import audit; audit()"
+    code = "from modelrouter.cli.audit import audit; audit()"
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -21,7 +21,7 @@ from modelrouter.rollout.controller import COMMANDS, RolloutManager
 from modelrouter.routing.state import RoutingState
 from modelrouter.runtime.intents import IntentFollower
 from modelrouter.runtime.repository import ModelRepository, VersionEntry
-from modelrouter.shadow import ShadowRunner
+from modelrouter.shadow.runner import ShadowRunner
 from modelrouter.store.base import Store
 from modelrouter.telemetry.feedback import FeedbackService
 from modelrouter.telemetry.window import WindowSource

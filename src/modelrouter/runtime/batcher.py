@@ -19,7 +19,7 @@ cannot fail the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +64,30 @@ def split(outputs: Sequence[Tensor], requests: Sequence[InferenceRequest]) -> li
     ]
 
 
+Outcome = list[Tensor] | Exception
+
+
+def run_together(
+    run: Callable[[InferenceRequest], list[Tensor]], requests: Sequence[InferenceRequest]
+) -> list[Outcome]:
+    """Each request's outputs or error: one predict of the :func:`stack` of ``requests``
+    (which share a :meth:`Batcher.key`), cut by :func:`split`; one by one when that fails, so
+    the request that broke the batch fails alone. The batcher and the shadow worker process
+    (:mod:`modelrouter.shadow.worker`) both run their groups through here."""
+    if len(requests) > 1:
+        try:
+            return list(split(run(stack(requests)), requests))
+        except Exception:
+            pass
+    outcomes: list[Outcome] = []
+    for r in requests:
+        try:
+            outcomes.append(run(r))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 def batched(spec: BatcherSpec, runtime: LocalRuntime) -> bool:
     """Whether ``runtime``'s requests go through a :class:`Batcher`: as ``spec.enabled`` says,
     else when the runtime is row-independent or the config gave a ``batcher`` block
@@ -81,9 +105,6 @@ class _Lane:
     queue: list[_Item] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
-
-
-Outcome = list[Tensor] | Exception
 
 
 class Batcher:
@@ -185,20 +206,8 @@ class Batcher:
         work.add_done_callback(done)
 
     def _outcomes(self, requests: Sequence[InferenceRequest]) -> list[Outcome]:
-        """Each request's outputs or error: one stacked predict, or one by one when the batch
-        fails (so the request that broke it fails alone). Runs on the loop or in a thread."""
-        if len(requests) > 1:
-            try:
-                return list(split(self.runtime.run(stack(requests)), requests))
-            except Exception:
-                pass
-        return [self._alone(r) for r in requests]
-
-    def _alone(self, request: InferenceRequest) -> Outcome:
-        try:
-            return self.runtime.run(request)
-        except Exception as exc:
-            return exc
+        """Runs on the loop or in a thread: see :func:`run_together`."""
+        return run_together(self.runtime.run, requests)
 
     def _deliver(self, items: Sequence[_Item], outcomes: Sequence[Outcome]) -> None:
         if len(items) > 1 and not any(isinstance(o, Exception) for o in outcomes):

@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from modelrouter.config.schema import TelemetrySettings
-from modelrouter.shadow import Comparison
+from modelrouter.shadow.comparison import Comparison
 from modelrouter.store.base import Store
 from modelrouter.telemetry.feedback import FeedbackService, Joined, Score
 from modelrouter.telemetry.metrics import Metrics

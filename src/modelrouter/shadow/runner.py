@@ -2,7 +2,8 @@
 
 Work goes into a bounded queue; a full queue drops the shadow call and counts it, so mirroring
 never delays or fails the primary. Each shadow answer is compared with the primary's first
-output into per-pair statistics (agreement of labels, mean absolute difference, latency).
+output (:mod:`.comparison`) into per-pair statistics (agreement of labels, mean absolute
+difference, latency).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
 from modelrouter.protocol.types import InferenceRequest, Tensor
+from modelrouter.shadow.comparison import Comparison, compare
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +62,6 @@ class PairStats:
             "meanAbsDiff": self.mean_abs_diff,
             "meanLatencyMs": (self.latency_sum / self.count * 1000) if self.count else None,
         }
-
-
-@dataclass(slots=True, frozen=True)
-class Comparison:
-    elements: int
-    agreeing: int
-    abs_diff_sum: float
-
-
-def compare(primary: Tensor, shadow: Tensor) -> Comparison:
-    """Element-wise: equal values agree; numeric pairs add their absolute difference."""
-    a, b = primary.data, shadow.data
-    if a.shape != b.shape:
-        return Comparison(max(a.size, 1), 0, 0.0)
-    n = int(a.size)
-    if n == 0:
-        return Comparison(0, 0, 0.0)
-    agreeing = int(np.count_nonzero(a == b))
-    diff = 0.0
-    if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
-        diff = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).sum())
-    return Comparison(n, agreeing, diff)
 
 
 class ShadowObserver(Protocol):

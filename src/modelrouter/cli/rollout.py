@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from modelrouter.cli_http import call
+from modelrouter.cli.cli_http import call
 
 
 def _call(ctx: click.Context, method: str, path: str) -> Any:

@@ -6,7 +6,7 @@ the store itself with ``--store URL`` (or ``$MODELROUTER_STORE``) or ``--config 
 ``server.store``). Both ways run the same control-plane code
 (:class:`~modelrouter.control.AuditReads`: the same filters, the same refusals). ``tail`` and
 ``prune`` work on the store, and so do ``keygen``, ``checkpoint`` and ``verify --checkpoints``
-(signed checkpoints of the head, kept outside the store). Attach with ``main.add_command(audit)``.
+(signed checkpoints of the head, kept outside the store).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from modelrouter.audit.explain import iso_time, summarize
 from modelrouter.audit.query import check_kind
 from modelrouter.audit.signing import PublicKey, SigningKey, load_public_key, load_signing_key
 from modelrouter.audit.sinks import open_sink
-from modelrouter.cli_http import call
+from modelrouter.cli.cli_http import call
 from modelrouter.config.durations import parse_duration, parse_time
 from modelrouter.control.audit import AUDIT_KINDS, AuditFilter, AuditReads
 from modelrouter.errors import InvalidInput, ModelRouterError

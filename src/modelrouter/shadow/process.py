@@ -5,7 +5,8 @@ the gateway, it holds the GIL while the next primary request waits: a 100% mirro
 throughput at concurrency 1. Istio mirrors to another pod; this is the same idea on one
 machine: a worker process (spawned, so no thread or lock of the gateway is inherited) loads
 its own copy of each shadow version from the files the gateway resolved, and predicts there,
-on another core. The gateway only pickles the inputs across.
+on another core. The gateway only pickles the inputs across. What runs in the worker is in
+:mod:`modelrouter.shadow.worker`, the only module of ours the worker imports.
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
 
-from modelrouter.config.schema import VersionSpec
-from modelrouter.errors import InferenceFailed, ModelRouterError
-from modelrouter.lifeline import die_with_parent
+from modelrouter.errors import InferenceFailed
 from modelrouter.protocol.types import InferenceRequest, Tensor
 from modelrouter.runtime.base import LocalRuntime
-from modelrouter.runtime.batcher import Batcher, split, stack
+from modelrouter.shadow.worker import OPTIONAL, Job, Result, init_worker, predict_many
 
 log = logging.getLogger(__name__)
 
@@ -36,79 +33,6 @@ BATCH_WINDOW = 0.01
 """Seconds shadow calls wait to travel together to the worker (they are off the response
 path; the wait only delays the comparison)."""
 BATCH_SIZE = 64
-
-_RUNTIMES: dict[tuple[str, str, str], LocalRuntime] = {}
-"""In the worker process: loaded shadow versions, by (model, version, files)."""
-
-
-def _init_worker(path: list[str], gateway: int) -> None:
-    die_with_parent(gateway)  # never an orphan, even when the gateway is SIGKILLed
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the gateway's to handle
-    sys.path[:] = path  # custom models import as they do in the gateway
-
-
-def _runtime(
-    model: str, version: str, spec: VersionSpec, base_dir: str, files: str | None
-) -> LocalRuntime:
-    """In the worker process: the loaded copy of a shadow version (built on first use)."""
-    from modelrouter.runtime.registry import create_runtime
-
-    key = (model, version, files or "")
-    runtime = _RUNTIMES.get(key)
-    if runtime is None:
-        created = create_runtime(
-            model, version, spec, Path(base_dir), Path(files) if files else None
-        )
-        if not isinstance(created, LocalRuntime):
-            raise TypeError(f"{model}/{version} is not an in-process model")
-        created.load()
-        for old in [k for k in _RUNTIMES if k[:2] == key[:2]]:
-            del _RUNTIMES[old]  # an alias moved: the old files are not needed any more
-        runtime = _RUNTIMES[key] = created
-    return runtime
-
-
-Job = tuple[str, str, VersionSpec, str, "str | None", InferenceRequest]
-"""(model, version, spec, base_dir, files, request): one shadow call for the worker."""
-
-
-def _predict_many(jobs: list[Job]) -> list[tuple[str, Any]]:
-    """In the worker process: each job's outputs as ``("ok", outputs)``, or ``("refused",
-    why)`` when the version cannot be built here, or ``("error", message)``. Jobs for the same
-    version with stackable inputs share one ``predict`` (see :mod:`runtime.batcher`)."""
-    results: list[tuple[str, Any] | None] = [None] * len(jobs)
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, (model, version, _, _, files, request) in enumerate(jobs):
-        key = Batcher.key(request)
-        if key is not None:
-            groups.setdefault((model, version, files, key), []).append(i)
-    runtimes: dict[int, LocalRuntime] = {}
-    for i, (model, version, spec, base_dir, files, _) in enumerate(jobs):
-        try:
-            runtimes[i] = _runtime(model, version, spec, base_dir, files)
-        except Exception as exc:  # it loads in the gateway: a thread there will do
-            results[i] = ("refused", f"{type(exc).__name__}: {exc}")
-    for members in groups.values():
-        members = [i for i in members if i in runtimes]
-        if len(members) < 2:
-            continue
-        requests = [jobs[i][5] for i in members]
-        try:
-            answers = split(runtimes[members[0]].run(stack(requests)), requests)
-        except Exception:
-            continue  # each job of the group runs alone below
-        for i, answer in zip(members, answers, strict=True):
-            results[i] = ("ok", answer)
-    for i, runtime in runtimes.items():
-        if results[i] is not None:
-            continue
-        try:
-            results[i] = ("ok", runtime.run(jobs[i][5]))
-        except ModelRouterError as exc:
-            results[i] = ("error", exc.message)
-        except Exception as exc:
-            results[i] = ("error", f"{type(exc).__name__}: {exc}")
-    return [r for r in results if r is not None]
 
 
 class ProcessShadows:
@@ -119,7 +43,7 @@ class ProcessShadows:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._refused: set[tuple[str, str]] = set()
-        self._pending: list[tuple[Job, asyncio.Future[tuple[str, Any]]]] = []
+        self._pending: list[tuple[Job, asyncio.Future[Result]]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -127,8 +51,8 @@ class ProcessShadows:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(list(sys.path), os.getpid()),
+                initializer=init_worker,
+                initargs=(list(sys.path), os.getpid(), OPTIONAL),
             )
         return self._pool
 
@@ -148,7 +72,7 @@ class ProcessShadows:
         slim = InferenceRequest(request.inputs, request.id, request.parameters, request.outputs)
         files = str(runtime.path) if runtime.path is not None else None
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[str, Any]] = loop.create_future()
+        future: asyncio.Future[Result] = loop.create_future()
         job: Job = (runtime.model, runtime.version, runtime.spec, str(self.base_dir), files, slim)
         self._pending.append((job, future))
         if len(self._pending) >= BATCH_SIZE:
@@ -178,9 +102,9 @@ class ProcessShadows:
         if not batch:
             return
         loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(self._executor(), _predict_many, [j for j, _ in batch])
+        done = loop.run_in_executor(self._executor(), predict_many, [j for j, _ in batch])
 
-        def deliver(f: asyncio.Future[list[tuple[str, Any]]]) -> None:
+        def deliver(f: asyncio.Future[list[Result]]) -> None:
             if f.cancelled():  # the gateway is stopping: the batch was never run
                 results = [("error", "the shadow worker stopped")] * len(batch)
             else:

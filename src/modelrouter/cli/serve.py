@@ -1,4 +1,4 @@
-"""The ``modelrouter`` command line."""
+"""``modelrouter validate`` and ``modelrouter serve``: check a config, serve it."""
 
 from __future__ import annotations
 
@@ -9,18 +9,13 @@ from pathlib import Path
 import click
 import yaml
 
-from modelrouter._version import __version__
 from modelrouter.audit.checkpoints import configured_signer
-from modelrouter.cli_audit import audit
-from modelrouter.cli_export import register as register_export
-from modelrouter.cli_rollout import rollout
 from modelrouter.config.loader import LoadedConfig, check_config_file, line_of, load_config
 from modelrouter.errors import ConfigError, ModelRouterError
 from modelrouter.runtime.custom import import_object
 from modelrouter.runtime.probe import Probe, probe_versions
 from modelrouter.runtime.registry import runtime_class
 from modelrouter.sources import Sources, is_local_uri
-from modelrouter.traffic import traffic
 
 
 def check_sources(loaded: LoadedConfig, offline: bool = False) -> list[ConfigError]:
@@ -79,21 +74,7 @@ def check_sources(loaded: LoadedConfig, offline: bool = False) -> list[ConfigErr
     return sorted(problems, key=lambda p: p.line or 0)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="modelrouter")
-def main() -> None:
-    """modelrouter: serve many ML models and route every request between their versions.
-
-    \b
-    Quick start:
-      modelrouter validate examples/churn/modelrouter.yaml
-      modelrouter serve examples/churn/modelrouter.yaml
-      curl -s localhost:8080/v2/models/churn/infer \\
-           -d @examples/churn/requests/churn-v2.json
-    """
-
-
-@main.command()
+@click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--offline",
@@ -121,7 +102,7 @@ def validate(config: Path, offline: bool) -> None:
     click.echo(f"{config}: OK ({len(c.models)} models, {n_versions} versions)")
 
 
-@main.command()
+@click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--host", help="Address to bind (default: server.http.host).")
 @click.option("--port", type=int, help="Port to bind (default: server.http.port).")
@@ -182,13 +163,3 @@ def serve(
         click.echo(f"{config}: {exc.message}", err=True)
         sys.exit(1)
     sys.exit(code)
-
-
-main.add_command(audit)
-main.add_command(rollout)
-main.add_command(traffic)
-register_export(main)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,5 +1,5 @@
 """``modelrouter export kubernetes`` and ``modelrouter import``: to and from the manifests of
-KServe, Istio, Flagger and Seldon. Attach with ``register(main)``."""
+KServe, Istio, Flagger and Seldon."""
 
 from __future__ import annotations
 
@@ -126,8 +126,3 @@ def import_(files: tuple[Path, ...]) -> None:
     click.echo(result.text, nl=False)
     for note in result.notes:
         click.echo(f"not carried: {note}", err=True)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(export)
-    main.add_command(import_)
