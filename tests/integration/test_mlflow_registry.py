@@ -14,6 +14,8 @@ import os
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 import asyncio
+import contextlib
+import signal
 import subprocess
 import sys
 import threading
@@ -78,6 +80,9 @@ def start_mlflow(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
+        # ``mlflow server`` starts uvicorn and a job runner with consumers of its own: in a
+        # session of their own, stop_mlflow ends them all
+        start_new_session=True,
     )
     deadline = time.monotonic() + 90
     while True:
@@ -92,9 +97,20 @@ def start_mlflow(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            proc.kill()
+            stop_mlflow(proc)
             raise RuntimeError("mlflow server did not answer /health in 90s")
         time.sleep(0.2)
+
+
+def stop_mlflow(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's whole process group, SIGKILL what is left after 15 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def log_model(slope: float, name: str | None) -> Any:
@@ -137,12 +153,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield Registry(uri, root, run.info.run_id)
     finally:
         mlflow.set_tracking_uri(previous)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_mlflow(proc)
 
 
 def config(registry: Registry, tmp: Path) -> str:

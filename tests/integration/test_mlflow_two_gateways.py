@@ -18,7 +18,7 @@ import mlflow
 import psycopg
 import pytest
 from mlflow import MlflowClient
-from test_mlflow_registry import log_model, start_mlflow
+from test_mlflow_registry import log_model, start_mlflow, stop_mlflow
 
 from gateway_support import AUTH, PG, gateway, wait_for
 
@@ -45,8 +45,7 @@ def tracking(tmp_path: Path) -> Iterator[str]:
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_mlflow(proc)
 
 
 @pytest.fixture
