@@ -2,7 +2,8 @@
 
 Before the freeze the remote answers; while frozen, the first calls wait out their timeout
 and fall back, then the version is ejected and every request goes straight to the fallback
-(p99 under 50 ms, and no decision waited for the timeout); after SIGCONT and the ejection time, the remote serves again.
+(p99 under 50 ms, and no decision waited for the timeout); after SIGCONT and the ejection
+time, the remote serves again.
 """
 
 from __future__ import annotations
