@@ -77,6 +77,8 @@ class AuditWriter:
         self.errors = 0
         self.invalid = 0
         self._queue: deque[_Entry] = deque()
+        self._in_flight = 0
+        """Records of the batch being written (taken off the queue, not yet committed)."""
         self._wake = asyncio.Event()
         self._urgent = 0
         self._accepted = 0
@@ -90,8 +92,8 @@ class AuditWriter:
 
     @property
     def pending(self) -> int:
-        """Records accepted and not yet committed."""
-        return len(self._queue)
+        """Records accepted and not yet committed: queued, or in the batch being written."""
+        return len(self._queue) + self._in_flight
 
     def stats(self) -> dict[str, int]:
         return {
@@ -100,14 +102,14 @@ class AuditWriter:
             "batches": self.batches,
             "errors": self.errors,
             "invalid": self.invalid,
-            "pending": len(self._queue),
+            "pending": self.pending,
             "timedOut": self.timed_out,
         }
 
     def submit(self, record: Mapping[str, Any]) -> bool:
         """Queue ``record`` (``time`` is now if it has none). False when dropped: queue full
         or writer closed. Never blocks, never raises for a full queue."""
-        if self._closing or len(self._queue) >= self.max_queue:
+        if self._closing or self.pending >= self.max_queue:
             self.dropped += 1
             return False
         self._queue.append((record, time.time(), None))
@@ -130,7 +132,7 @@ class AuditWriter:
         if self._closing:
             self.dropped += 1
             raise StoreError("the audit writer is closed")
-        if len(self._queue) >= self.max_queue:
+        if self.pending >= self.max_queue:
             self.dropped += 1
             raise StoreError(f"the audit queue is full ({self.max_queue} records)")
         if self._task is None:
@@ -250,6 +252,9 @@ class AuditWriter:
             self._release_flush_waiters()
             return True
         batch = [r if "time" in r else {**r, "time": t} for r, t, _ in entries]
+        # the batch still counts against ``max_queue`` while it is written: a store that
+        # hangs must not let the queue refill behind it
+        self._in_flight = len(entries)
         try:
             seqs = await self.store.append_audit(batch)
         except asyncio.CancelledError:  # close() gave up: leave them queued, to be counted
@@ -266,6 +271,8 @@ class AuditWriter:
             )
             self._queue.extendleft(reversed(entries))
             return False
+        finally:
+            self._in_flight = 0
         self.written += len(entries)
         self.batches += 1
         self._processed += len(entries)
