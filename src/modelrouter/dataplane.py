@@ -190,16 +190,6 @@ class DataPlane:
             doc["parameters"] = dict(sig.extra)
         return doc, v
 
-    def model_index(self) -> list[dict[str, Any]]:
-        out = []
-        for name, versions in self.repository.models.items():
-            for v, e in versions.items():
-                item: dict[str, Any] = {"name": name, "version": v, "state": e.state.value}
-                if e.error:
-                    item["reason"] = e.error
-                out.append(item)
-        return out
-
     # ------------------------------------------------------------------ inference
 
     def has_rules(self, model: str) -> bool:
