@@ -4,7 +4,6 @@ process whose output goes to a file (so that it can never block on a full pipe),
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from processes import start_serve, stop, wait_ready
 from support import EXAMPLE_MODELS, ROOT, free_port
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -57,43 +57,16 @@ def gateway(config: Path, log: Path, ready: str = "/v2/health/ready") -> Iterato
             [sys.executable, str(ROOT / "examples" / "build_models.py")], check=True, cwd=ROOT
         )
     port = free_port()
-    env = {**os.environ, "MODELROUTER_ADMIN_TOKEN": TOKEN}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modelrouter.cli",
-                "serve",
-                str(config),
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_serve(
+        config, port, env={"MODELROUTER_ADMIN_TOKEN": TOKEN}, log=log, log_level="warning"
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 150  # a busy machine, models from a registry
-        while True:
-            assert proc.poll() is None, f"gateway exited:\n{log.read_text()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}{ready}", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"gateway not ready:\n{log.read_text()}"
-            time.sleep(0.1)
+        wait_ready(proc, url, timeout=150, path=ready, log=log)
         with httpx.Client(base_url=url, timeout=10) as client:
             yield client
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def wait_for(check: Callable[[], Any], what: str, seconds: float = 15) -> Any:

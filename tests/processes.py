@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -53,46 +54,85 @@ def start_serve(
     *args: str,
     env: dict[str, str] | None = None,
     log: Path | None = None,
+    log_level: str = "info",
 ) -> subprocess.Popen[bytes]:
-    """``modelrouter serve``; its output goes to ``log`` when given (readable while it runs),
-    else to a pipe."""
-    out = log.open("wb") if log is not None else subprocess.PIPE
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelrouter.cli",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "info",
-            *args,
-        ],
-        # this tree's code (not whatever the venv has installed) and the test fixtures
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
-            **(env or {}),
-        },
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    """``modelrouter serve`` (this tree's code); its output goes to ``log``, or to a file of its
+    own when none is given: readable while it runs, and never a pipe that nobody reads (a full
+    pipe blocks the gateway's logging, and it stops answering)."""
+    if log is None:
+        log = Path(tempfile.mkdtemp(prefix="modelrouter-serve-")) / "serve.log"
+    out = log.open("wb")
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelrouter.cli",
+                "serve",
+                str(config),
+                "--port",
+                str(port),
+                "--log-level",
+                log_level,
+                *args,
+            ],
+            # this tree's code (not whatever the venv has installed) and the test fixtures
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")]),
+                **(env or {}),
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        out.close()  # the child has its own copy
+    _LOGS[proc.pid] = log
+    return proc
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 90) -> None:
+_LOGS: dict[int, Path] = {}
+"""Where each gateway :func:`start_serve` started writes its output."""
+
+
+def output(proc: subprocess.Popen[bytes], log: Path | None = None) -> str:
+    """What a gateway :func:`start_serve` started has printed so far."""
+    path = log or _LOGS.get(proc.pid)
+    return path.read_text(errors="replace") if path is not None and path.exists() else ""
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    timeout: float = 90,
+    path: str = "/v2/health/ready",
+    log: Path | None = None,
+) -> None:
+    """Until ``url + path`` answers 200; fails with the gateway's output if it exits first or
+    ``timeout`` passes (a busy machine, models from a registry: be generous)."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{out}")
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{output(proc, log)}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"gateway not ready in {timeout}s")
+            shown = output(proc, log)
+            raise RuntimeError(f"gateway: {path} did not answer 200 in {timeout:g}s\n{shown}")
         time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM (the gateway drains and exits), SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager

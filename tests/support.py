@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
 from modelrouter.config.loader import LoadedConfig, parse_config
+from processes import start_serve, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_MODELS = ROOT / "examples" / "churn" / "models"
@@ -68,42 +65,10 @@ def gateway_subprocess(
 ) -> Iterator[tuple[str, int]]:
     """As :func:`gateway_process`, yielding the base URL and the gateway's process id."""
     port = port or free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelrouter.cli",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_serve(config, port, env=env, log_level="warning")
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{out}")
-            try:
-                if httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gateway did not become live in 60s")
-            time.sleep(0.1)
+        wait_ready(proc, url, timeout=60, path="/v2/health/live")
         yield url, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import httpx
 import pytest
 
 from modelrouter.store import open_store
+from processes import start_serve, wait_ready
 from support import EXAMPLE_MODELS, free_port
 
 pytestmark = pytest.mark.integration
@@ -62,34 +60,11 @@ models:
 """
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelrouter.cli",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_serve(config, port, log=config.with_suffix(".log"), log_level="warning")
     acknowledged: list[str] = []
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not start"
-            assert proc.poll() is None, "gateway exited"
-            time.sleep(0.1)
+        wait_ready(proc, url, timeout=60, log=config.with_suffix(".log"))
         with httpx.Client(base_url=url, timeout=10) as client:
             for _ in range(40):
                 r = client.post("/v2/models/churn/infer", json=BODY)

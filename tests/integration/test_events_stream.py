@@ -4,10 +4,7 @@ streams, and a closed stream giving its slot back."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 
 from modelrouter.api.events import MAX_SUBSCRIBERS
 from modelrouter.app import create_app
+from processes import start_serve, wait_ready
 from support import EXAMPLE_MODELS, free_port, loaded_from_yaml, running_server
 
 pytestmark = pytest.mark.integration
@@ -109,19 +107,12 @@ def test_an_open_stream_never_holds_up_a_shutdown(tmp_path: Path) -> None:
         config().replace("watchConfig: false", "watchConfig: false, shutdown: {drain: 0.5}")
     )
     port = free_port()
-    cmd = [sys.executable, "-m", "modelrouter.cli", "serve", str(path), "--port", str(port)]
-    env = {**os.environ, "MODELROUTER_ADMIN_TOKEN": TOKEN}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_serve(
+        path, port, env={"MODELROUTER_ADMIN_TOKEN": TOKEN}, log=path.with_suffix(".log")
+    )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "the gateway exited"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/v2/health/live", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_ready(proc, base, timeout=60, path="/v2/health/live", log=path.with_suffix(".log"))
         with httpx.stream("GET", f"{base}/api/v1/events", headers=AUTH, timeout=30) as r:
             lines = r.iter_lines()
             assert first_event(lines)[0] == "hello"

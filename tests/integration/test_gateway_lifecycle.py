@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processes import Load, alive, descendants, serving
+from processes import Load, alive, descendants, output, serving
 from support import EXAMPLE_MODELS, free_port
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,9 @@ BODY = {
 }
 SLOW = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
 DRAIN = 2.0
-SLOW_DELAY = 1.5
+SLOW_DELAY = DRAIN + 1.0
+"""Longer than the drain: a slow request under way when SIGTERM comes is still in flight when
+the drain ends, and within ``shutdown.timeout`` after it."""
 
 
 def write_config(folder: Path) -> Path:
@@ -52,7 +54,8 @@ models:
   slow:
     versions:
       v1: {{modelFormat: custom, implementation: "fixtures.routing_models:SlowModel",
-           executor: thread, parameters: {{delay: {SLOW_DELAY}}}}}
+           executor: thread,
+           parameters: {{delay: {SLOW_DELAY}, started: {folder / "slow-started"}}}}}
 """
     )
     return config
@@ -64,6 +67,24 @@ def test_sigterm_drains_under_load_without_a_failed_request(tmp_path: Path) -> N
     with serving(write_config(tmp_path), port) as proc:
         with Load(url, BODY) as load:
             time.sleep(1.0)
+            # a request under way when the signal comes is finished, not cut, though it
+            # outlasts the drain
+            slow: list[int | str] = []
+
+            def send_slow() -> None:
+                try:
+                    r = httpx.post(f"{url}/v2/models/slow/infer", json=SLOW, timeout=15)
+                    slow.append(r.status_code)
+                except httpx.HTTPError as exc:
+                    slow.append(repr(exc))
+
+            slow_thread = threading.Thread(target=send_slow)
+            slow_thread.start()
+            marker = tmp_path / "slow-started"
+            deadline = time.monotonic() + 30
+            while not marker.exists():
+                assert time.monotonic() < deadline, "the slow request never started"
+                time.sleep(0.01)
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             # readiness turns 503 first, while inference still answers (checked below)
@@ -71,27 +92,18 @@ def test_sigterm_drains_under_load_without_a_failed_request(tmp_path: Path) -> N
                 time.sleep(0.01)
             unready = time.monotonic()
             assert (r.status_code, r.json()) == (503, {"ready": False})
-            # a request still in flight when the drain ends is finished, not cut
-            slow: list[httpx.Response] = []
-            time.sleep(max(signalled + DRAIN - SLOW_DELAY * 2 / 3 - time.monotonic(), 0))
-            slow_thread = threading.Thread(
-                target=lambda: slow.append(
-                    httpx.post(f"{url}/v2/models/slow/infer", json=SLOW, timeout=10)
-                )
-            )
-            slow_thread.start()
             time.sleep(max(signalled + DRAIN - 0.2 - time.monotonic(), 0))
         drained = [o for t, o in load.results if unready <= t <= signalled + DRAIN - 0.2]
         before = [o for t, o in load.results if t < unready]
-        slow_thread.join(10)
+        slow_thread.join(15)
         code = proc.wait(15)
-        out = proc.stdout.read().decode() if proc.stdout else ""
+        out = output(proc)
     assert code == 0, out
     assert len(before) >= 5, len(before)
     assert len(drained) >= 5, len(drained)  # still served after readiness turned 503
     failed = [o for o in before + drained if o != 200]
     assert failed == [], failed[:5]
-    assert [r.status_code for r in slow] == [200], "the in-flight request was cut"
+    assert slow == [200], f"the in-flight request was cut: {slow}\n{out}"
     assert "leaked semaphore" not in out
     assert "Traceback" not in out
     assert "drained: no new connections" in out

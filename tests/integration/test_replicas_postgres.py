@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,7 +31,8 @@ import psycopg
 import pytest
 
 from modelrouter.routing import sticky_bucket
-from support import EXAMPLE_MODELS, ROOT, free_port
+from processes import start_serve, wait_ready
+from support import EXAMPLE_MODELS, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -93,28 +92,20 @@ class Gateway:
 @contextlib.contextmanager
 def gateways(config: Path, n: int) -> Iterator[list[Gateway]]:
     """``n`` gateway processes started at once; yielded once each one is ready."""
-    # this tree's modelrouter, whatever the virtualenv has installed
-    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])
-    env = {**os.environ, "MODELROUTER_ADMIN_TOKEN": TOKEN, "PYTHONPATH": path}
     started: list[Gateway] = []
     try:
         for i in range(n):
             port = free_port()
-            cmd = [sys.executable, "-m", "modelrouter.cli", "serve", str(config)]
-            cmd += ["--port", str(port), "--log-level", "warning"]
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            proc = start_serve(
+                config,
+                port,
+                env={"MODELROUTER_ADMIN_TOKEN": TOKEN},
+                log=config.with_name(f"gw{i}.log"),
+                log_level="warning",
             )
             started.append(Gateway(proc, f"http://127.0.0.1:{port}", f"gw{i}"))
-        deadline = time.monotonic() + 120
-        for gw in started:
-            while True:
-                assert gw.proc.poll() is None, f"{gw.name} exited with {gw.proc.returncode}"
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{gw.url}/v2/health/ready", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, f"{gw.name} not ready in 120s"
-                time.sleep(0.1)
+        for i, gw in enumerate(started):
+            wait_ready(gw.proc, gw.url, timeout=120, log=config.with_name(f"gw{i}.log"))
         yield started
     finally:
         for gw in started:

@@ -12,6 +12,7 @@ on another core. The gateway only pickles the inputs across. What runs in the wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from modelrouter.errors import InferenceFailed
 from modelrouter.protocol.types import InferenceRequest, Tensor
@@ -141,9 +143,26 @@ class ProcessShadows:
 
         # a thread of its own: a default-executor thread would hold up the loop's shutdown
         threading.Thread(target=stop, name="shadow-worker-stop", daemon=True).start()
+        # past ``grace`` the worker is killed: the interpreter's exit joins the pool's manager
+        # thread, so a worker left running would hold up the gateway's exit
         deadline = time.monotonic() + grace
+        killed = False
         while not done.is_set():
             if time.monotonic() > deadline:
-                log.warning("the shadow worker did not stop within %gs; leaving it", grace)
-                return
+                if killed:
+                    log.warning("the shadow worker's pool did not close after SIGKILL")
+                    return
+                log.warning("the shadow worker did not stop within %gs; killing it", grace)
+                _kill_workers(pool)
+                killed = True
+                deadline = time.monotonic() + grace
             await asyncio.sleep(0.02)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL the pool's worker processes (Python 3.14 has ``kill_workers()``; before it, the
+    processes are only reachable through the pool's ``_processes``)."""
+    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.kill()
