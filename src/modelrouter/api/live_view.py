@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from modelrouter.control.figures import version_roles
+
 FIGURES_WINDOW = 60.0
 """Seconds of history behind the per-version figures."""
 
@@ -35,45 +37,6 @@ class ControlReads(Protocol):
     async def version_figures(self, model: str, window: float | None = None) -> dict[str, Any]: ...
 
 
-def roles(
-    document: Mapping[str, Any], figures: Mapping[str, Any], default: str | None
-) -> dict[str, dict[str, Any]]:
-    """Per version: its weight in each rule that routes to it, the rules mirroring to it and
-    falling back to it, and one word for its role: ``routed``, ``mirrored``, ``fallback``,
-    ``default`` (the first version, which answers requests no rule matches) or ``idle``.
-
-    ``figures`` is a version's entry of ``version_figures`` (its ``weights`` in every rule and
-    ``mirrored`` percentages, as the control plane computes them)."""
-    out: dict[str, dict[str, Any]] = {}
-    rules = list(document.get("http") or [])
-    for v, f in figures.items():
-        weights = f.get("weights") or {}
-        routes = {
-            str(r.get("name") or f"#{i}")
-            for i, r in enumerate(rules)
-            if any(d.get("destination") == v for d in r.get("route") or [])
-        }
-        mine = {r: w for r, w in weights.items() if r in routes}
-        mirrored = [r for r, pct in (f.get("mirrored") or {}).items() if pct]
-        fallback = [
-            str(r.get("name") or f"#{i}")
-            for i, r in enumerate(rules)
-            if v in (r.get("fallback") or [])
-        ]
-        if any(w > 0 for w in mine.values()):
-            role = "routed"
-        elif mirrored:
-            role = "mirrored"
-        elif fallback:
-            role = "fallback"
-        elif v == default:
-            role = "default"
-        else:
-            role = "idle"
-        out[v] = {"role": role, "weights": mine, "mirroredBy": mirrored, "fallbackOf": fallback}
-    return out
-
-
 class LiveView:
     def __init__(self, control: ControlReads, request_counts: RequestCounts) -> None:
         self.control = control
@@ -92,7 +55,7 @@ class LiveView:
                 for f in (await self.control.version_figures(name, FIGURES_WINDOW))["versions"]
             }
             default = m["versions"][0]["name"] if m["versions"] else None
-            role = roles(doc, by_version, default)
+            role = version_roles(list(doc.get("http") or []), by_version, default)
             models.append(
                 {
                     "name": name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modelrouter.errors import InvalidInput
@@ -20,12 +20,18 @@ from modelrouter.telemetry.window import VersionWindow, WindowSource
 MAX_WINDOW = 7 * 24 * 3600.0
 
 
+def rule_name(rule: Mapping[str, Any], index: int) -> str:
+    """How figures key a rule: its name, or ``#index`` (its place in the table) when unnamed."""
+    return str(rule.get("name") or f"#{index}")
+
+
 def rule_weights(rules: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """``{rule: {version: weight percent}}`` of a routing document's rules (a destination
-    without a weight is the rule's only one, so it takes 100)."""
+    """``{rule: {version: weight percent}}`` of a routing document's rules: every destination
+    of a rule, weight 0 included (a destination without a weight is the rule's only one, so it
+    takes 100)."""
     out: dict[str, dict[str, float]] = {}
     for i, rule in enumerate(rules):
-        name = str(rule.get("name") or f"#{i}")
+        name = rule_name(rule, i)
         route = rule.get("route") or []
         total = sum(float(d.get("weight") or 0) for d in route) if len(route) > 1 else 0.0
         weights: dict[str, float] = {}
@@ -44,7 +50,7 @@ def rule_mirrors(rules: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """``{rule: {version: mirrored percent}}``: the shadow copies each rule sends."""
     out: dict[str, dict[str, float]] = {}
     for i, rule in enumerate(rules):
-        name = str(rule.get("name") or f"#{i}")
+        name = rule_name(rule, i)
         mirrors: dict[str, float] = {}
         single = rule.get("mirror")
         if isinstance(single, dict) and single.get("destination"):
@@ -56,6 +62,36 @@ def rule_mirrors(rules: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
                 mirrors[str(m["destination"])] = float(pct)
         if mirrors:
             out[name] = mirrors
+    return out
+
+
+def version_roles(
+    rules: list[dict[str, Any]], figures: Mapping[str, Mapping[str, Any]], default: str | None
+) -> dict[str, dict[str, Any]]:
+    """Per version: its weight in each rule that routes to it, the rules mirroring to it and
+    falling back to it, and one word for its role: ``routed``, ``mirrored``, ``fallback``,
+    ``default`` (the first version, which answers requests no rule matches) or ``idle``.
+
+    ``figures`` maps each version to its :meth:`FigureReader.versions` entry (``weights`` in
+    every rule, ``mirrored`` percentages)."""
+    routes = rule_weights(rules)
+    out: dict[str, dict[str, Any]] = {}
+    for v, f in figures.items():
+        weights = f.get("weights") or {}
+        mine = {r: w for r, w in weights.items() if v in routes.get(r, ())}
+        mirrored = [r for r, pct in (f.get("mirrored") or {}).items() if pct]
+        fallback = [rule_name(r, i) for i, r in enumerate(rules) if v in (r.get("fallback") or [])]
+        if any(w > 0 for w in mine.values()):
+            role = "routed"
+        elif mirrored:
+            role = "mirrored"
+        elif fallback:
+            role = "fallback"
+        elif v == default:
+            role = "default"
+        else:
+            role = "idle"
+        out[v] = {"role": role, "weights": mine, "mirroredBy": mirrored, "fallbackOf": fallback}
     return out
 
 

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from modelrouter.api.events import EventHub, encode
-from modelrouter.api.live_view import LiveView, roles
+from modelrouter.api.live_view import LiveView
+from modelrouter.control.figures import version_roles
 from modelrouter.errors import ModelNotReady, Overloaded
 
 
@@ -193,7 +194,7 @@ def test_roles_of_versions_in_the_rules() -> None:
         "v2": {"weights": {"eu": 0.0, "default": 0.0}, "mirrored": {}},
         "v3": {"weights": {"eu": 0.0, "default": 0.0}, "mirrored": {"default": 25.0}},
     }
-    r = roles(doc, figures, default="v1")
+    r = version_roles(doc["http"], figures, default="v1")
     assert r["eu"] == {
         "role": "routed",
         "weights": {"eu": 100.0},
@@ -209,9 +210,7 @@ def test_roles_of_versions_in_the_rules() -> None:
     assert r["v2"]["role"] == "idle"  # weight 0 in its only rule
     assert r["v2"]["weights"] == {"default": 0.0}
     assert r["v3"]["role"] == "mirrored"
-    assert (
-        roles({"http": []}, {"only": {"weights": {}}}, default="only")["only"]["role"] == "default"
-    )
+    assert version_roles([], {"only": {"weights": {}}}, default="only")["only"]["role"] == "default"
 
 
 def test_traffic_is_the_delta_per_rule_and_version() -> None:
