@@ -18,12 +18,14 @@ from click.testing import CliRunner
 from modelrouter.cli.audit import audit, parse_age, parse_when
 from modelrouter.store.sqlite import SQLiteStore
 
-NOW = time.time()
 
+def seed(path: Path, records: list[dict[str, Any]] | None = None, now: float | None = None) -> str:
+    """A store with a routing change a day before ``now`` (default: the time of the call) and
+    ten decisions ``req-0`` ... ``req-9``, 9 hours ... 0 hours before ``now``."""
+    now = time.time() if now is None else now
 
-def seed(path: Path, records: list[dict[str, Any]] | None = None) -> str:
     async def main() -> None:
-        async with SQLiteStore(path, clock=lambda: NOW - 86400) as store:
+        async with SQLiteStore(path, clock=lambda: now - 86400) as store:
             await store.put_routing(
                 "churn",
                 {"http": [{"name": "default", "route": [{"destination": "v1"}]}]},
@@ -49,7 +51,7 @@ def seed(path: Path, records: list[dict[str, Any]] | None = None) -> str:
                         "status": 200,
                         "latency_ms": 2.0,
                         "error": None,
-                        "time": NOW - 3600 * (9 - i),
+                        "time": now - 3600 * (9 - i),
                     }
                     for i in range(10)
                 ]
@@ -89,7 +91,8 @@ def test_tail_prints_the_newest_oldest_first(tmp_path: Path) -> None:
 
 
 def test_query_filters(tmp_path: Path) -> None:
-    url = seed(tmp_path / "s.db")
+    now = time.time()  # relative filters (--since 2h30m) count from the clock at the query
+    url = seed(tmp_path / "s.db", now=now)
     result = invoke("query", "--store", url, "--version", "v1", "--json")
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["request_id"] for r in rows] == ["req-9", "req-7", "req-5", "req-3", "req-1"]
@@ -106,7 +109,7 @@ def test_query_filters(tmp_path: Path) -> None:
     assert len(result.output.splitlines()) == 1
     result = invoke("query", "--store", url, "--limit", "2", "--order", "asc", "--json")
     assert [json.loads(x)["seq"] for x in result.output.splitlines()] == [1, 2]
-    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 3600 * 8 + 1))
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600 * 8 + 1))
     result = invoke("query", "--store", url, "--until", until, "--rule", "default", "--json")
     assert [json.loads(x)["request_id"] for x in result.output.splitlines()] == [
         "req-1",
