@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium haproxy
+.PHONY: peers serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium haproxy
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -21,8 +21,13 @@ serve: $(SERVE_STAMP) $(EXAMPLE_MODELS)
 	@echo "dashboard: http://127.0.0.1:$(PORT)/ui"
 	$(BIN)/modelrouter serve $(CONFIG) --port $(PORT)
 
-test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck
+test: $(STAMP) $(EXAMPLE_MODELS) chromium lint typecheck peers
 	$(BIN)/python -m pytest -q
+
+# The peers' own virtualenvs (tritonclient, KServe, MLServer) in bench/.peers, made once before
+# the suite so that no test's timeout pays for building them (PyPI access needed the first time).
+peers: $(STAMP)
+	$(BIN)/python tests/peers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

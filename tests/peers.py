@@ -64,3 +64,14 @@ def run_script(bin_dir: Path, script: Path, *args: str, timeout: float = 120) ->
             f"{result.stderr[-4000:]}"
         )
     return result.stdout
+
+
+def ensure_all() -> None:
+    """Make every peer environment now (``make test`` does, before the suite: building them
+    inside a test would count against its timeout)."""
+    for make in (tritonclient_grpc, kserve, mlserver):
+        print(f"peer environment ready: {make()}", flush=True)
+
+
+if __name__ == "__main__":
+    ensure_all()
