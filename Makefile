@@ -10,7 +10,7 @@ PORT ?= 8080
 EXAMPLE_MODELS := examples/churn/models/churn/v1/model.joblib
 CONFIG ?= examples/churn/modelrouter.yaml
 
-.PHONY: peers serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium haproxy
+.PHONY: peers serve test lint typecheck unit venv models bench clean traffic prometheus proto kubectl chromium haproxy h2load
 
 # The admin API needs a bearer token; the example uses this one unless you export your own
 # (only for the example's targets: the tests set their own).
@@ -64,6 +64,12 @@ prometheus:
 haproxy:
 	command -v haproxy >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy)
+
+# The load generator of the gRPC rows of bench/serving.py and bench/proxy.py (and of REST with
+# --h1): nghttp2's h2load, a C client light on the cores it shares (Debian package; root).
+h2load:
+	command -v h2load >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nghttp2-client)
 
 # The gRPC messages: modelrouter's own inference.proto compiled to the descriptor set it loads
 # (checked in, so a fresh clone needs no compiler; tests/unit/protocol/test_grpc_proto.py

@@ -1,5 +1,5 @@
 """Helpers shared by the benchmarks in bench/: ports, server processes, peer virtualenvs, the
-``hey`` load generator, statistics and tables.
+``hey`` and ``h2load`` load generators, statistics and tables.
 
 Nothing here imports modelrouter: a benchmark may run peers (MLServer, KServe) that must not share
 a Python process with it. Each helper is usable on its own; see bench/serving.py for a full run.
@@ -13,12 +13,14 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -266,6 +268,16 @@ def ensure_hey() -> str:
     return ensure_tool("hey")
 
 
+def ensure_h2load() -> str:
+    """Path of nghttp2's ``h2load`` (Debian's ``nghttp2-client`` when missing; ``make h2load``)."""
+    return ensure_tool("h2load", "nghttp2-client")
+
+
+def h2load_version(h2load: str = "h2load") -> str:
+    out = subprocess.run([h2load, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip().split("\n")[0] if out.returncode == 0 else "unknown"
+
+
 KSERVE_VERSION = "0.21.0"
 """The KServe SDK of the peer environment (``bench/.peers/kserve``), shared with the tests."""
 
@@ -429,6 +441,107 @@ def run_hey(
     if expect_status is not None and set(result.status) != {expect_status}:
         raise BenchError(f"{url}: expected only {expect_status}, got statuses {result.status}")
     return result
+
+
+@dataclass
+class H2loadRun:
+    """One h2load run: the timing (a :class:`LoadResult`) and the bytes of response bodies
+    (DATA frames) it received, which a caller checks against what correct answers make."""
+
+    result: LoadResult
+    data_bytes: int
+
+
+def run_h2load(
+    url: str,
+    body_file: Path,
+    requests: int,
+    concurrency: int,
+    *,
+    h2load: str = "h2load",
+    h1: bool = False,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: int = 20,
+) -> H2loadRun:
+    """POST ``requests`` copies of ``body_file`` to ``url`` with nghttp2's ``h2load``.
+
+    HTTP/2 (``h1`` false) opens ``max(1, concurrency // 8)`` connections with the rest of the
+    concurrency as streams on each, as a gRPC client multiplexes calls on one channel; HTTP/1.1
+    (``--h1``) opens ``concurrency`` keep-alive connections, as hey does. Latencies come from
+    h2load's per-request log (microsecond resolution). Raises :class:`BenchError` when a
+    request failed, errored or timed out, or got another status than 200. h2load does not read
+    gRPC trailers: a gRPC caller must prove the calls succeeded otherwise (``data_bytes``, the
+    server's own counters)."""
+    if h1:
+        conns, streams = concurrency, 1
+    else:
+        conns = max(1, concurrency // 8)
+        streams = max(1, concurrency // conns)
+    n = max(requests, concurrency)
+    with tempfile_path("h2load-", ".log") as log_file:
+        argv = [h2load, "-n", str(n), "-c", str(conns), "-m", str(streams), "-d", str(body_file)]
+        argv += ["-T", str(timeout_s), "-N", str(timeout_s), f"--log-file={log_file}"]
+        argv += ["--h1"] if h1 else []
+        for k, v in (headers or {}).items():
+            argv += ["-H", f"{k}: {v}"]
+        argv.append(url)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BenchError(f"h2load exited with {proc.returncode}: {proc.stderr[-2000:]}")
+        rows = [line.split("\t") for line in log_file.read_text().splitlines() if line.strip()]
+    out = proc.stdout
+    done = _h2load_field(out, r"(\d+) succeeded")
+    failed = _h2load_field(out, r"(\d+) failed") + _h2load_field(out, r"(\d+) errored")
+    failed += _h2load_field(out, r"(\d+) timeout")
+    seconds = _h2load_seconds(out)
+    if failed or done != n or len(rows) != n:
+        raise BenchError(f"{url}: h2load: {done} of {n} requests succeeded:\n{out[-2000:]}")
+    status: dict[int, int] = {}
+    for r in rows:
+        status[int(r[1])] = status.get(int(r[1]), 0) + 1
+    if set(status) != {200}:
+        raise BenchError(f"{url}: expected only 200, got statuses {status}")
+    lats = sorted(int(r[2]) / 1000.0 for r in rows)
+    result = LoadResult(
+        requests=n,
+        concurrency=concurrency,
+        seconds=seconds,
+        rps=n / seconds,
+        p50_ms=percentile(lats, 50),
+        p90_ms=percentile(lats, 90),
+        p99_ms=percentile(lats, 99),
+        mean_ms=statistics.fmean(lats),
+        max_ms=lats[-1],
+        status=status,
+    )
+    return H2loadRun(result, _h2load_field(out, r"\((\d+)\) data"))
+
+
+@contextlib.contextmanager
+def tempfile_path(prefix: str, suffix: str) -> Iterator[Path]:
+    """A fresh file path, removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _h2load_field(text: str, pattern: str) -> int:
+    found = re.search(pattern, text)
+    if found is None:
+        raise BenchError(f"h2load output has no {pattern!r}:\n{text[-2000:]}")
+    return int(found.group(1))
+
+
+def _h2load_seconds(text: str) -> float:
+    found = re.search(r"finished in ([0-9.]+)(us|ms|s)\b", text)
+    if found is None:
+        raise BenchError(f"h2load output has no duration:\n{text[-2000:]}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[found.group(2)]
+    return float(found.group(1)) * scale
 
 
 # ----------------------------------------------------------------------------- tables

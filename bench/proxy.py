@@ -12,9 +12,11 @@ a fast upstream so the hop shows) is called three ways, each server in its own p
 - **haproxy**: through haproxy (Debian; ``make haproxy``), HTTP mode for REST, TCP mode for
   gRPC (HTTP/2 passed through).
 
-Load: ``hey`` for REST (single-row v2 JSON), ``bench/grpc_load.py`` for gRPC (raw contents), at
-concurrency 1 and 32. Each cell reports req/s, p50 and p99, and the CPU each process spent per
-request (utime + stime from /proc, children included). Ratios printed with the issue's targets:
+Load: ``hey`` for REST (single-row v2 JSON), ``h2load`` for gRPC (raw contents, 8 streams per
+connection; each run proven by bench/grpc_load.py: a real client's answers before and after,
+the bytes of every response, and the remote's own count of calls, all OK), at concurrency 1
+and 32. Each cell reports req/s, p50 and p99, and the CPU each process spent per request
+(utime + stime from /proc, children included). Ratios printed with the issue's targets:
 modelrouter adds < 0.3 ms p50 at c=1 over direct, keeps >= 0.8x direct req/s at c=32, and
 reaches >= 0.85x haproxy's req/s at c=32. Compare figures of one run only.
 """
@@ -25,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -33,11 +34,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np
+
 from _common import (
     RESULTS,
     VENV_BIN,
     BenchError,
     ServerProcess,
+    ensure_h2load,
     ensure_hey,
     format_table,
     free_ports,
@@ -48,6 +52,7 @@ from _common import (
     warn_if_busy,
     write_json,
 )
+from grpc_load import check_answers, frame, infer_message, timed_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "examples" / "churn" / "models" / "churn" / "v1"
@@ -131,25 +136,6 @@ backend remote_grpc
     )
 
 
-def grpc_load(target: str, n: int, c: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    argv = [str(VENV_BIN / "python"), str(ROOT / "bench" / "grpc_load.py"), target, "churn"]
-    argv += ["-n", str(n), "-c", str(c)]
-    out = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise BenchError(
-            f"grpc_load {target} c={c} failed:\n{out.stdout[-1000:]}{out.stderr[-2000:]}"
-        )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--requests", type=int, default=4000)
@@ -158,6 +144,7 @@ def main() -> None:
     n = 300 if args.quick else args.requests
     load = warn_if_busy()
     hey = ensure_hey()
+    h2load = ensure_h2load()
     work = RESULTS / "proxy-work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -167,6 +154,8 @@ def main() -> None:
             {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 10], "data": [ROW]}]}
         )
     )
+    grpc_body = work / "body.grpc"
+    grpc_body.write_bytes(frame(infer_message("churn", np.array(ROW, dtype=np.float64))))
     (r_http, r_grpc, m_http, m_grpc, mg_http, mg_grpc, h_http, h_grpc) = free_ports(8)
     local = f"      v1: {{storageUri: {MODEL_DIR}, modelFormat: sklearn}}\n"
     remote = gateway(work, "remote", r_http, r_grpc, local, audit=False)
@@ -191,6 +180,22 @@ def main() -> None:
     with ExitStack() as stack:
         for server in (remote, via_rest, via_grpc, proxy):
             stack.enter_context(serve(server))
+        rows = np.array([ROW], dtype=np.float64)
+        answer, _ = check_answers(f"127.0.0.1:{r_grpc}", "churn", rows)
+
+        def grpc_run(target: str, count: int, c: int) -> dict[str, Any]:
+            """h2load through ``target``; the remote counts the calls (it gets them all)."""
+            return timed_grpc(
+                target,
+                "churn",
+                grpc_body,
+                count,
+                c,
+                h2load=h2load,
+                check=lambda: check_answers(target, "churn", rows, answer)[1],
+                metrics_url=f"http://127.0.0.1:{r_http}/metrics",
+            ).to_json()
+
         plan = [
             ("REST", "direct", f"http://127.0.0.1:{r_http}", None),
             ("REST", "modelrouter", f"http://127.0.0.1:{m_http}", via_rest),
@@ -212,7 +217,9 @@ def main() -> None:
                     before = {k: cpu_seconds(p) for k, p in pids.items()}
                     r = run_hey(url, body, n, c, hey=hey).to_json()
                 else:
-                    r = grpc_load(target, n, c)
+                    grpc_run(target, max(100, n // 10), c)  # warm up
+                    before = {k: cpu_seconds(p) for k, p in pids.items()}
+                    r = grpc_run(target, n, c)
                 after = {k: cpu_seconds(p) for k, p in pids.items()}
                 r["cpu_ms_per_request"] = {
                     k: (after[k] - before[k]) * 1000 / r["requests"] for k in pids

@@ -14,8 +14,11 @@ file with each server on a free loopback port:
 Every server must answer 200 with the right predictions on a set of check rows before it is
 timed. Then ``hey`` sends single-row Open Inference Protocol v2 requests at each concurrency
 (1 and 32 by default), in rounds that alternate the order of the servers; each cell is the median
-over rounds. Prints the table and the ratios against the targets, and writes
-bench/results/serving.json.
+over rounds. Two rows use nghttp2's ``h2load`` instead (a C client that costs the shared cores
+about a fifth of hey's CPU per request): ``modelrouter-grpc`` (gRPC ``ModelInfer``, raw contents,
+8 streams per connection; each run proven by bench/grpc_load.py's checks) and ``modelrouter-h1``
+(REST JSON over ``h2load --h1``), the same-tool pair the gRPC target compares. Prints the
+table and the ratios against the targets, and writes bench/results/serving.json.
 """
 
 from __future__ import annotations
@@ -50,12 +53,14 @@ from _common import (
     LoadResult,
     ServerProcess,
     Target,
+    ensure_h2load,
     ensure_hey,
     ensure_tool,
     ensure_venv,
     format_table,
     free_ports,
     git_revision,
+    h2load_version,
     hey_count,
     hey_version,
     http_post_json,
@@ -64,6 +69,7 @@ from _common import (
     median_result,
     mlserver_requirements,
     print_block,
+    run_h2load,
     run_hey,
     serve,
     terminate_on_sigterm,
@@ -71,6 +77,7 @@ from _common import (
     warn_if_busy,
     write_json,
 )
+from grpc_load import check_answers, frame, infer_message, timed_grpc
 
 MODEL_NAME = "bench"
 N_FEATURES = 20
@@ -86,6 +93,7 @@ SERVERS = (
     "modelrouter-guide",
     "guide",
     "bare",
+    "modelrouter-h1",
     "modelrouter-grpc",
 )
 LABELS = {
@@ -98,10 +106,13 @@ LABELS = {
     "mlserver": "MLServer (defaults)",
     "mlserver-w0": "MLServer (parallel_workers: 0)",
     "bare": "bare Starlette+orjson",
-    "modelrouter-grpc": "modelrouter over gRPC (bench/grpc_load.py, raw contents)",
+    "modelrouter-h1": "modelrouter, REST JSON (h2load --h1)",
+    "modelrouter-grpc": "modelrouter, gRPC raw contents (h2load)",
 }
 GRPC_KEYS = frozenset({"modelrouter-grpc"})
 """Served and loaded over Open Inference Protocol gRPC instead of REST JSON."""
+H2LOAD_KEYS = frozenset({"modelrouter-h1", "modelrouter-grpc"})
+"""Loaded by h2load instead of hey."""
 MIN_GRPC_VS_REST = 1.3
 """The issue's target: gRPC at least 1.3x REST JSON req/s at the highest concurrency."""
 
@@ -382,42 +393,73 @@ def check_server(key: str, server: ServerProcess, model: Model) -> None:
     log(f"{LABELS[key]}: {len(cases)} check requests answered correctly")
 
 
-def grpc_load(target: str, requests: int, c: int) -> LoadResult:
-    """One run of bench/grpc_load.py (gRPC ModelInfer, raw contents) as a LoadResult."""
-    argv = [str(VENV_BIN / "python"), str(Path(__file__).resolve().parent / "grpc_load.py")]
-    argv += [target, MODEL_NAME, "-n", str(max(requests, c)), "-c", str(c)]
-    argv += ["--features", str(N_FEATURES)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise BenchError(f"grpc_load {target} c={c} failed:\n{out.stderr[-2000:]}")
-    doc = orjson.loads(out.stdout.strip().splitlines()[-1])
-    doc["status"] = {200 if k == "OK" else 500: v for k, v in doc["status"].items()}
-    return LoadResult(**doc)
+def metrics_url(server: ServerProcess) -> str:
+    return f"http://127.0.0.1:{port_of(server)}/metrics"
 
 
-def timed(
-    server: ServerProcess,
-    url: str,
-    body_file: Path,
-    requests: int,
-    c: int,
-    hey: str,
-    grpc_target: str | None = None,
-) -> LoadResult:
-    """One hey run (a grpc_load run with ``grpc_target``); on failure, say whether the server
-    died and show its log."""
-    try:
-        if grpc_target is not None:
-            return grpc_load(grpc_target, requests, c)
-        return run_hey(url, body_file, requests, c, hey=hey)
-    except BenchError as exc:
-        state = "still running" if server.alive() else "no longer running"
-        raise BenchError(
-            f"{server.name} ({state}): {exc}\nlog {server.log_path}:\n{server.tail()}"
-        ) from None
+@dataclass
+class Load:
+    """How the cells of one server are loaded: hey by default, h2load for ``H2LOAD_KEYS``."""
+
+    hey: str
+    h2load: str | None
+    body_file: Path
+    grpc_body_file: Path
+    model: Model
+
+    def run(
+        self, key: str, server: ServerProcess, requests: int, c: int, grpc_target: str | None
+    ) -> LoadResult:
+        """One timed run; on failure, say whether the server died and show its log."""
+        url = infer_url(port_of(server))
+        try:
+            if grpc_target is not None:
+                assert self.h2load is not None
+                return timed_grpc(
+                    grpc_target,
+                    MODEL_NAME,
+                    self.grpc_body_file,
+                    requests,
+                    c,
+                    h2load=self.h2load,
+                    check=lambda: self.check_grpc(grpc_target),
+                    metrics_url=metrics_url(server),
+                )
+            if key in H2LOAD_KEYS:
+                assert self.h2load is not None
+                return run_h2load(
+                    url,
+                    self.body_file,
+                    requests,
+                    c,
+                    h2load=self.h2load,
+                    h1=True,
+                    headers={"content-type": "application/json"},
+                ).result
+            return run_hey(url, self.body_file, requests, c, hey=self.hey)
+        except BenchError as exc:
+            state = "still running" if server.alive() else "no longer running"
+            raise BenchError(
+                f"{server.name} ({state}): {exc}\nlog {server.log_path}:\n{server.tail()}"
+            ) from None
+
+    def check_grpc(self, target: str) -> int:
+        """The check rows over gRPC (a real client), then the timed row: its framed answer
+        size is what every timed call must receive."""
+        m = self.model
+        check_answers(target, MODEL_NAME, m.check_rows, m.expected)
+        _, size = check_answers(target, MODEL_NAME, m.check_rows[:1], [m.timed_expected])
+        return size
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def load_tool(key: str) -> str:
+    """Which load generator measured the cells of ``key``."""
+    if key in GRPC_KEYS:
+        return "h2load"
+    return "h2load --h1" if key in H2LOAD_KEYS else "hey"
 
 
 def ratio(a: float, b: float) -> float:
@@ -487,14 +529,17 @@ def targets(cells: dict[tuple[str, int], LoadResult], conc: Sequence[int]) -> li
         )
     )
     if ("modelrouter-grpc", high) in cells:
-        out.append(
-            Target(
-                f"modelrouter gRPC / REST JSON req/s, c={high}",
-                ratio(rps("modelrouter-grpc", high), rps("modelrouter", high)),
-                ">=",
-                MIN_GRPC_VS_REST,
-            )
-        )
+        for rest in ("modelrouter-h1", "modelrouter"):
+            if (rest, high) in cells:
+                out.append(
+                    Target(
+                        f"modelrouter gRPC (h2load) / REST JSON ({load_tool(rest)}) req/s, "
+                        f"c={high}",
+                        ratio(rps("modelrouter-grpc", high), rps(rest, high)),
+                        ">=",
+                        MIN_GRPC_VS_REST,
+                    )
+                )
     low = min(conc)
     mr, bare = cells.get(("modelrouter", low)), cells.get(("bare", low))
     unbatched = cells.get(("modelrouter-unbatched", low))
@@ -625,6 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = warn_if_busy()
 
     hey = ensure_hey()
+    h2load = ensure_h2load() if H2LOAD_KEYS & set(keys) else None
     mlserver_bin: Path | None = None
     if {"mlserver", "mlserver-w0"} & set(keys):
         mlserver_bin = ensure_venv(PEERS / "mlserver", mlserver_requirements())
@@ -638,6 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(work / "model")
     body_file = work / "request.json"
     body_file.write_bytes(model.timed_body)
+    grpc_body_file = work / "request.grpc"
+    grpc_body_file.write_bytes(frame(infer_message(MODEL_NAME, model.check_rows[0])))
+    load = Load(hey, h2load, body_file, grpc_body_file, model)
     log(f"model saved to {model.file}")
 
     grpc_ports = dict(zip(sorted(GRPC_KEYS), free_ports(len(GRPC_KEYS)), strict=True))
@@ -667,6 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         "guide": lambda: guide_server(work, model, kserve_bin, haproxy),
         "bare": lambda: bare_server(work, model, free_ports(1)[0]),
+        "modelrouter-h1": lambda: modelrouter_server(
+            work, model, free_ports(1)[0], "modelrouter-h1"
+        ),
         "modelrouter-grpc": lambda: modelrouter_server(
             work,
             model,
@@ -684,19 +736,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_server(key, servers[key], model)
         for key in keys:
             log(f"warming up {LABELS[key]} ({args.warmup} requests)")
-            url = infer_url(port_of(servers[key]))
             for c in conc:
                 n_warm = max(args.warmup // len(conc), c)
-                timed(servers[key], url, body_file, n_warm, c, hey, grpc_target(key))
+                load.run(key, servers[key], n_warm, c, grpc_target(key))
         for rnd in range(args.rounds):
             # Rotate the order each round so no server always runs first or last.
             order = keys[rnd % len(keys) :] + keys[: rnd % len(keys)]
             for key in order:
-                url = infer_url(port_of(servers[key]))
                 for c in conc:
                     if not servers[key].alive():
                         raise BenchError(f"{LABELS[key]} died; log {servers[key].log_path}")
-                    r = timed(servers[key], url, body_file, args.requests, c, hey, grpc_target(key))
+                    r = load.run(key, servers[key], args.requests, c, grpc_target(key))
                     runs[(key, c)].append(r)
                     log(
                         f"round {rnd + 1}/{args.rounds} {LABELS[key]} c={c}: {r.rps:,.0f} req/s, "
@@ -718,6 +768,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": _cpu_count(),
         "python": platform.python_version(),
         "hey": hey_version(),
+        "h2load": h2load_version(h2load) if h2load else None,
+        "load_tools": {key: load_tool(key) for key in keys},
         "requests_per_cell": {c: hey_count(args.requests, c) for c in conc},
         "requests": args.requests,
         "rounds": args.rounds,
