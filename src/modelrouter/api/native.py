@@ -48,6 +48,7 @@ from modelrouter.api.inference import (
     Reply,
     body_head,
     decode_body,
+    error_body,
     error_reply,
     too_large,
 )
@@ -198,7 +199,7 @@ class NativeServer:
             if not isinstance(exc, asyncio.CancelledError):
                 log.error("native inference path failed", exc_info=exc)
             if not cycle.response_started and not cycle.disconnected:
-                failure = error_reply(RuntimeError("native path"), scope["method"], scope["path"])
+                failure = Reply(500, error_body(f"internal error: {type(exc).__name__}"))
                 cycle.keep_alive = False
                 with_close = response_head(failure, request_id, b"", False) + failure.body
                 cycle.response_started = True

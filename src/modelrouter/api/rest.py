@@ -32,14 +32,11 @@ from modelrouter.api.inference import (
     error_reply,
     too_large,
 )
-from modelrouter.api.inference import context as request_context
 from modelrouter.api.inference import parse_cookies as parse_cookies
 from modelrouter.api.openapi import openapi_document
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ModelRouterError
 from modelrouter.protocol import v2
-from modelrouter.protocol.types import InferenceRequest
-from modelrouter.routing.decide import RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +73,6 @@ async def read_body(request: Request, limit: int) -> bytes:
             chunks.append(chunk)
         body = b"".join(chunks)
     return decode_body(body, head.encoding, limit)
-
-
-def context(request: Request, req: InferenceRequest) -> RequestContext:
-    """What routing rules see: lower-cased headers, query parameters, cookies, the body."""
-    scope = request.scope
-    return request_context(scope["headers"], scope["query_string"], req)
 
 
 def reply_response(reply: Reply) -> Response:
