@@ -7,7 +7,8 @@ Serves bench/serving.py's model with each server (the same generated configs), w
 then reads the server process's user + system CPU time from ``/proc/PID/stat`` before and after
 one ``hey -n N -c C`` run of single-row v2 JSON requests: CPU time / requests is what one
 request costs the server, whatever else runs on the machine (throughput is noise there). With
-``--profile OUT.svg`` (or ``.txt``: collapsed stacks), py-spy records the server during one more run.
+``--profile OUT.svg`` (or ``.txt``: collapsed stacks), py-spy records the server during one more
+run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def main() -> int:
     parser.add_argument("--servers", default="modelrouter")
     parser.add_argument("-c", "--concurrency", default="32")
     parser.add_argument("-n", "--requests", type=int, default=20000)
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy profile: a flame graph (.svg) or collapsed stacks (.txt)")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy: flame graph .svg, collapsed .txt"
+    )
     args = parser.parse_args()
     hey = ensure_hey()
     with tempfile.TemporaryDirectory(prefix="server-cpu-") as tmp:
