@@ -12,11 +12,18 @@ microseconds of the process's CPU per request (best of the rounds):
   SQLite store, telemetry on), its background tasks running;
 - **modelrouter, Starlette stack**: the same app with the inference fast path bypassed (its
   requests go through Starlette's middleware and router), to show what the fast path saves;
+- **bare + HTTP**: the bare app behind uvicorn's httptools protocol, as below;
+- **modelrouter + HTTP, ASGI** and **modelrouter + HTTP, native**: the gateway app behind
+  uvicorn's httptools protocol (request bytes in, response bytes out, to a transport that only
+  counts them: no socket), first as plain uvicorn runs it (every route through ASGI), then as
+  the gateway runs it (:mod:`modelrouter.api.native`: the inference routes served by the
+  protocol, one write per response). The difference is what the native path saves;
 - **predict alone**: ``model.predict`` on the row, in the runtime's ``config_context``: the
   part no server can save.
 
 The CPU time includes the audit writer's SQLite thread (a real cost of the request path). The
-ratios are bare / modelrouter (1.0x means as cheap as the bare app).
+ratios are bare / modelrouter (1.0x means as cheap as the bare app), the rows with HTTP against
+the bare app with HTTP.
 """
 
 from __future__ import annotations
@@ -111,6 +118,78 @@ async def one(app: App, path: str, body: bytes) -> int:
     return status
 
 
+class _Transport(asyncio.Transport):
+    """Where a protocol writes: responses counted, the waiter woken when one is whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = b""
+        self.status = 0
+        self.waiter: asyncio.Future[int] | None = None
+
+    def write(self, data: Any) -> None:
+        self.buf += bytes(data)
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].lower()
+        at = head.find(b"content-length: ")
+        length = int(head[at + 16 : head.index(b"\r\n", at)]) if at >= 0 else 0
+        if len(self.buf) >= end + 4 + length:
+            self.status = int(self.buf[9:12])
+            self.buf = b""
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(self.status)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def http_app(asgi: Any, protocol: type[Any]) -> App:
+    """An :data:`App` that sends each request as bytes through ``protocol`` (an httptools
+    protocol class) serving ``asgi``, one connection per concurrent task, kept alive."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(asgi, lifespan="off", access_log=False, log_level="warning")
+    config.load()
+    state = ServerState()
+    state.default_headers = [(b"date", b"Tue, 01 Dec 2026 11:00:00 GMT"), (b"server", b"uvicorn")]
+    idle: list[tuple[Any, _Transport]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        if idle:
+            proto, transport = idle.pop()
+        else:
+            proto = protocol(config, state, {}, asyncio.get_running_loop())
+            transport = _Transport()
+            proto.connection_made(transport)
+        head = [f"POST {scope['path']} HTTP/1.1".encode()]
+        head += [name + b": " + value for name, value in scope["headers"]]
+        transport.waiter = asyncio.get_running_loop().create_future()
+        proto.data_received(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        status = await transport.waiter
+        idle.append((proto, transport))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+
+    return app
+
+
 async def drive(app: App, path: str, body: bytes, n: int, c: int) -> float:
     """CPU seconds of this process (all its threads) per request, ``n`` requests by ``c``
     tasks."""
@@ -176,6 +255,16 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
     }
     if stack is not None:
         apps["modelrouter, Starlette stack"] = stack
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    apps["bare + HTTP"] = http_app(bare_app.app, HttpToolsProtocol)
+    apps["modelrouter + HTTP, ASGI"] = http_app(gateway, HttpToolsProtocol)
+    with contextlib.suppress(ImportError):  # a tree from before the native path has none
+        from modelrouter.api.native import gateway_http_protocol
+
+        apps["modelrouter + HTTP, native"] = http_app(
+            gateway, gateway_http_protocol(gateway, 32768)
+        )
     path = "/v2/models/bench/infer"
     best = {name: float("inf") for name in apps}
     async with running(services):
@@ -201,10 +290,13 @@ def main() -> None:
         args.requests, args.rounds = 300, 2
     with tempfile.TemporaryDirectory(prefix="request-path-") as tmp:
         best = asyncio.run(measure(args, Path(tmp)))
-    bare = best["bare"]
+
+    def floor(name: str) -> float:
+        """What ``name`` compares with: the bare app, behind the same HTTP layer or none."""
+        return best["bare + HTTP"] if "+ HTTP" in name else best["bare"]
+
     rows = [
-        [name, f"{cost * 1e6:,.0f}", f"{bare / cost:.2f}x" if name != "bare" else "1.00x"]
-        for name, cost in best.items()
+        [name, f"{cost * 1e6:,.0f}", f"{floor(name) / cost:.2f}x"] for name, cost in best.items()
     ]
     print_block(
         f"CPU per request, in-process, c={args.concurrency}, best of {args.rounds} rounds "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import uvicorn
 
-from modelrouter.api.edge import bounded_http_protocol
+from modelrouter.api.native import gateway_http_protocol
 from modelrouter.app import Services, build_services, create_app, running
 from modelrouter.config.loader import LoadedConfig
 from modelrouter.errors import ConfigError
@@ -216,12 +216,13 @@ class Gateway:
         sock = self._sock or bind(self.host, self.port, reuse_port=self.reuse_port)
         self.port = int(sock.getsockname()[1])
         http = self.settings.http
+        app = create_app(self.loaded, self.services, lifespan=False)
         config = uvicorn.Config(
-            create_app(self.loaded, self.services, lifespan=False),
+            app,
             log_level=self.log_level,
             access_log=http.accessLog,
             lifespan="off",
-            http=bounded_http_protocol(http.maxHeaderListSize) or "h11",
+            http=gateway_http_protocol(app, http.maxHeaderListSize) or "h11",
             h11_max_incomplete_event_size=http.maxHeaderListSize,
             timeout_graceful_shutdown=max(round(self.settings.shutdown.timeout), 0),
             backlog=BACKLOG,

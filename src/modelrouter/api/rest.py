@@ -7,7 +7,6 @@ become ``{"error": "..."}`` with the status from :data:`modelrouter.errors.STATU
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,17 +20,26 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelrouter.api.auth import bearer_matches
 from modelrouter.api.edge import EdgeMiddleware, HeaderLimits
+from modelrouter.api.inference import (
+    JSON,
+    Call,
+    Endpoint,
+    InferenceCore,
+    Reply,
+    body_head,
+    decode_body,
+    error_body,
+    error_reply,
+    too_large,
+)
+from modelrouter.api.inference import parse_cookies as parse_cookies
 from modelrouter.api.openapi import openapi_document
 from modelrouter.dataplane import DataPlane
-from modelrouter.errors import InvalidInput, ModelRouterError, PayloadTooLarge
-from modelrouter.protocol import v1, v2
-from modelrouter.protocol.types import InferenceRequest
-from modelrouter.routing.decide import RequestContext
+from modelrouter.errors import ModelRouterError
+from modelrouter.protocol import v2
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-OCTET = "application/octet-stream"
 REQUEST_ID = "x-request-id"
 MODEL_VERSION = "x-model-version"
 
@@ -43,7 +51,7 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(message: str, status: int) -> Response:
-    return Response(orjson.dumps({"error": message}), status, None, JSON)
+    return Response(error_body(message), status, None, JSON)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -52,19 +60,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     A body with ``Content-Encoding: gzip`` or ``deflate`` (as tritonclient sends with
     ``request_compression_algorithm``) is decompressed, and the limit applies to the result too.
     """
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
-        raise InvalidInput(
-            f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or identity)"
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise InvalidInput("Content-Length is not an integer") from None
-        if size > limit:
-            raise PayloadTooLarge(f"request body of {size} bytes exceeds the limit of {limit}")
+    head = body_head(request.scope["headers"], limit)
+    if head.declared is not None:
         body = await request.body()
     else:
         chunks = []
@@ -72,48 +69,38 @@ async def read_body(request: Request, limit: int) -> bytes:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                raise too_large(limit)
             chunks.append(chunk)
         body = b"".join(chunks)
-    return body if encoding == "identity" else decompress(body, encoding, limit)
+    return decode_body(body, head.encoding, limit)
 
 
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """A gzip (possibly multi-member) or zlib body, never inflating past ``limit`` bytes."""
-    out = bytearray()
-    rest = body
-    while rest:
-        # 32 + MAX_WBITS reads both gzip and zlib headers
-        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(rest, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise InvalidInput(f"the {encoding} request body is corrupt: {exc}") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise PayloadTooLarge(
-                f"request body exceeds the limit of {limit} bytes once decompressed"
-            )
-        if not inflater.eof:
-            raise InvalidInput(f"the {encoding} request body is truncated")
-        rest = inflater.unused_data
-    return bytes(out)
+def reply_response(reply: Reply) -> Response:
+    """A handler core's :class:`Reply` as Starlette's response."""
+    if reply.version is None:
+        return Response(reply.body, reply.status, None, reply.content_type)
+    headers = {MODEL_VERSION: reply.version}
+    if reply.json_length is not None:
+        headers[v2.BINARY_HEADER] = str(reply.json_length)
+    return Response(reply.body, reply.status, headers, reply.content_type)
 
 
-def context(request: Request, req: InferenceRequest) -> RequestContext:
-    """What routing rules see: lower-cased headers, query parameters, cookies, the body."""
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
-    query = request.query_params if request.scope["query_string"] else {}
-    cookie = headers.get("cookie")
-    return RequestContext(headers, query, parse_cookies(cookie) if cookie else {}, req.document)
+def asgi_endpoint(handler: Endpoint, max_body: int) -> Handler:
+    """A handler core's endpoint as a Starlette one: the body read through ASGI."""
 
+    async def endpoint(request: Request) -> Response:
+        body = await read_body(request, max_body)
+        scope = request.scope
+        call = Call(
+            request.path_params,
+            body,
+            scope["headers"],
+            scope["query_string"],
+            request.state.request_id,
+        )
+        return reply_response(await handler(call))
 
-def parse_cookies(header: str) -> dict[str, str]:
-    out = {}
-    for part in header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            out[name] = value.strip('"')
-    return out
+    return endpoint
 
 
 class RestApi:
@@ -123,19 +110,11 @@ class RestApi:
         self.dp = dataplane
         self.max_body = max_body
         self.admin_token = admin_token
+        self.core = InferenceCore(dataplane, max_body)
 
     def _is_admin(self, request: Request) -> bool:
         """Whether the caller sent the admin token: only then do load errors show in full."""
         return self.admin_token is not None and bearer_matches(request, self.admin_token)
-
-    def _context(
-        self, request: Request, req: InferenceRequest, model: str, version: str | None
-    ) -> RequestContext | None:
-        """What the model's rules look at; nothing to build for a pinned call or a model
-        without rules."""
-        if version is not None or not self.dp.has_rules(model):
-            return None
-        return context(request, req)
 
     # ------------------------------------------------------------------ v2 health, metadata
 
@@ -162,33 +141,6 @@ class RestApi:
             doc["error"] = self.dp.not_ready_reason(p["name"], v, self._is_admin(request))
         return json_response(doc, 200 if ok else 503, {MODEL_VERSION: v})
 
-    # ------------------------------------------------------------------ v2 infer
-
-    async def infer_v2(self, request: Request) -> Response:
-        p = request.path_params
-        body = await read_body(request, self.max_body)
-        req = v2.decode_request(
-            body,
-            request.headers.get(v2.BINARY_HEADER),
-            allow_non_finite=self.dp.allows_non_finite(p["name"]),
-        )
-        if req.id is None:
-            req.id = request.state.request_id
-        outcome = await self.dp.infer(
-            p["name"],
-            req,
-            p.get("version"),
-            self._context(request, req, p["name"], p.get("version")),
-            request.state.request_id,
-        )
-        resp = outcome.response
-        payload, json_len = v2.encode_response(resp, v2.binary_output_names(req, resp.outputs))
-        headers = {MODEL_VERSION: outcome.version}
-        if json_len is None:
-            return Response(payload, 200, headers, JSON)
-        headers[v2.BINARY_HEADER] = str(json_len)
-        return Response(payload, 200, headers, OCTET)
-
     # ------------------------------------------------------------------ KServe v1
 
     async def v1_models(self, request: Request) -> Response:
@@ -199,28 +151,11 @@ class RestApi:
         ok, v = self.dp.model_ready(name)
         return json_response({"name": name, "ready": ok}, headers={MODEL_VERSION: v})
 
-    async def v1_predict(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        body = await read_body(request, self.max_body)
-        req = v1.decode_request(body)
-        if req.id is None:
-            req.id = request.state.request_id
-        outcome = await self.dp.infer(
-            name, req, None, self._context(request, req, name, None), request.state.request_id
-        )
-        return Response(
-            v1.encode_response(outcome.response.outputs),
-            200,
-            {MODEL_VERSION: outcome.version},
-            JSON,
-        )
-
     def inference_routes(self) -> list[Route]:
         """The routes that take nearly all traffic, served by :class:`InferenceFastPath`."""
         return [
-            Route("/v2/models/{name}/infer", self.infer_v2, methods=["POST"]),
-            Route("/v2/models/{name}/versions/{version}/infer", self.infer_v2, methods=["POST"]),
-            Route("/v1/models/{name}:predict", self.v1_predict, methods=["POST"]),
+            Route(path, asgi_endpoint(handler, self.max_body), methods=["POST"])
+            for path, handler in self.core.routes()
         ]
 
     def routes(self, inference: Sequence[Route] | None = None) -> list[Route]:
@@ -243,10 +178,7 @@ class RestApi:
 
 async def _modelrouter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelRouterError)
-    status = exc.status.http
-    if status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.internal)
-    return error_response(exc.message, status)
+    return reply_response(error_reply(exc, request.method, request.url.path))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -261,8 +193,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(f"internal error: {type(exc).__name__}", 500)
+    return reply_response(error_reply(exc, request.method, request.url.path))
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
@@ -286,9 +217,13 @@ class InferenceFastPath:
     Everything else (other methods, paths, a trailing slash, lifespan) goes to ``app``.
     """
 
-    def __init__(self, app: Starlette, routes: Sequence[Route]) -> None:
+    def __init__(
+        self, app: Starlette, routes: Sequence[Route], core: InferenceCore | None = None
+    ) -> None:
         self.app = app
         self.fast_routes = tuple(routes)
+        self.core = core
+        """The handlers behind ``routes``, for a server that serves them without ASGI."""
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -344,7 +279,7 @@ def create_rest_app(
     document = orjson.dumps(openapi_document(served_operations(routes)))
     app = Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS), lifespan=lifespan)
     app.state.dataplane = dataplane
-    return EdgeMiddleware(InferenceFastPath(app, inference), header_limits)
+    return EdgeMiddleware(InferenceFastPath(app, inference, api.core), header_limits)
 
 
 def served_operations(routes: Sequence[BaseRoute]) -> list[tuple[str, str]]:
