@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
+from modelrouter.audit.chain import PlainRecord, is_plain
+
 Record = dict[str, Any]
 
 DECISION: Final = "decision"
@@ -68,6 +70,11 @@ def decision(
     """Why one request went where it went (see :mod:`modelrouter.audit.explain`).
 
     ``bucket`` is kept only for a sticky key: a key-less draw is not a bucket a user keeps.
+
+    This runs once per request. When every value is plain JSON (what the data plane passes),
+    the record is a :class:`~modelrouter.audit.chain.PlainRecord`, which the store seals
+    without the normalizing round trip; otherwise (numpy values, NaN, ...) a dict, normalized
+    or refused by the store as any other record.
     """
     record: Record = {
         "kind": DECISION,
@@ -93,7 +100,51 @@ def decision(
         record["prediction"] = prediction
     if error is not None:
         record["error"] = error
+    if _plain_decision(record):
+        return PlainRecord(record)
     return record
+
+
+_I64 = -(2**63)
+_U64 = 2**64 - 1
+
+
+def _plain_decision(r: Record) -> bool:
+    """:func:`~modelrouter.audit.chain.is_plain` for a decision, the scalar fields inline."""
+    t, latency, rid, served, rule = (
+        r.get("time"),
+        r["latency_ms"],
+        r["request_id"],
+        r["served_by"],
+        r["rule"],
+    )
+    return (
+        type(r["model"]) is str
+        and type(r["version"]) is str
+        and (rid is None or type(rid) is str)
+        and (served is None or type(served) is str)
+        and (rule is None or type(rule) is str)
+        and type(r["pinned"]) is bool
+        and type(r["sticky"]) is bool
+        and type(r["status"]) is int
+        and _I64 <= r["status"] <= _U64
+        and type(r["store_revision"]) is int
+        and _I64 <= r["store_revision"] <= _U64
+        and type(latency) is float
+        and latency - latency == 0.0
+        and (t is None or (type(t) is float and t - t == 0.0))
+        and is_plain(
+            [
+                r["bucket"],
+                r["matched"],
+                r["weights"],
+                r["shadows"],
+                r["fallbacks"],
+                r.get("prediction"),
+                r.get("error"),
+            ]
+        )
+    )
 
 
 def routing_change(
