@@ -17,6 +17,11 @@ thread's work counts) per record, the median of a few rounds. Rows:
    4,500 req/s with the default 50 ms flush interval): CPU per record, and wall time per batch
    (the fsync).
 3. ``AuditWriter``: N submits, then ``flush()`` (CPU of submit, batching and the store together).
+4. With ``--gateway N``: ``modelrouter serve`` as ``bench/serving.py`` runs it (unbatched and
+   batched), under ``hey -n N -c 32``; the gateway's CPU per request from ``/proc/PID/stat``
+   (utime + stime over the hey run, every thread), with the audit on (the default) and off
+   (``server.audit.enabled: false``). ``--only gateway`` skips 1-3; run it with
+   ``PYTHONPATH=<another checkout>/src`` to measure that code's gateway the same way.
 
 Compare rows only inside one run: the machine is shared.
 """
@@ -157,13 +162,80 @@ async def writer_row(folder: Path, n: int) -> list[Any]:
     return [n, f"{per_batch:.0f}", f"{statistics.median(cpu):.2f}"]
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid``, every thread, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gateway_rows(folder: Path, n: int) -> list[list[Any]]:
+    import serving  # trains the model: only when asked
+    from _common import free_ports, run_hey
+
+    model = serving.build_model(folder / "model")
+    body = folder / "body.json"
+    body.write_bytes(model.timed_body)
+    configs = {
+        "unbatched": "    batcher: {enabled: false}\n",
+        "batched (defaults)": "",
+    }
+    rows = []
+    for label, extra in configs.items():
+        for audit in (True, False):
+            name = f"{'a' if audit else 'n'}-{len(rows)}"
+            port = free_ports(1)[0]
+            server = serving.modelrouter_server(folder, model, port, name, extra)
+            config = folder / name / "modelrouter.yaml"
+            if not audit:
+                text = config.read_text().replace(
+                    "  name: bench\n", "  name: bench\n  audit: {enabled: false}\n"
+                )
+                config.write_text(text)
+            server.start()
+            try:
+                server.wait_ready()
+                assert server.proc is not None
+                url = serving.infer_url(port)
+                run_hey(url, body, min(n, 2000), 32)  # warm up
+                before = proc_cpu_seconds(server.proc.pid)
+                result = run_hey(url, body, n, 32)
+                cpu = proc_cpu_seconds(server.proc.pid) - before
+            finally:
+                server.stop()
+            rows.append(
+                [
+                    label,
+                    "on" if audit else "off",
+                    result.requests,
+                    f"{cpu / result.requests * 1e6:.0f}",
+                    f"{result.rps:.0f}",
+                    f"{os.getloadavg()[0]:.1f}",
+                ]
+            )
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=5000, help="records per round")
     parser.add_argument("--batches", default="1,32,256", help="append_audit batch sizes")
+    parser.add_argument("--gateway", type=int, default=0, help="requests per gateway hey run")
+    parser.add_argument("--only", choices=["gateway"], help="skip the in-process rows")
     args = parser.parse_args()
     sizes = [int(s) for s in args.batches.split(",")]
     print(f"load average {os.getloadavg()[0]:.2f}; CPU per record, median of {ROUNDS} rounds")
+    if args.gateway:
+        with tempfile.TemporaryDirectory() as tmp:
+            print_block(
+                "the gateway under hey -c 32 (CPU of the gateway process per request)",
+                format_table(
+                    ["gateway", "audit", "requests", "CPU us/req", "req/s", "load"],
+                    gateway_rows(Path(tmp), args.gateway),
+                    "llrrrr",
+                ),
+            )
+    if args.only == "gateway":
+        return
     print_block("stages (us/record)", format_table(["stage", "us"], stages(args.records), "lr"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
