@@ -24,7 +24,9 @@ from modelrouter.audit.chain import (
     prepare_record,
     seal_text,
 )
+from modelrouter.audit.writer import AuditWriter
 from modelrouter.errors import InvalidInput
+from modelrouter.store.memory import MemoryStore
 from modelrouter.store.sqlite import SQLiteStore
 
 BASE: dict[str, Any] = {
@@ -256,3 +258,25 @@ def test_the_sqlite_store_writes_the_same_rows_for_both_paths(tmp_path: Path) ->
     ]
     assert rows[0] == rows[1]
     assert len(rows[0]) == len(CASES)
+
+
+def test_through_the_writer_plain_decisions_and_other_records_are_stored_as_json() -> None:
+    async def run() -> tuple[list[dict[str, Any]], dict[str, int]]:
+        store = MemoryStore()
+        writer = AuditWriter(store)
+        assert type(_build()) is PlainRecord
+        writer.submit(_build())
+        writer.submit({"kind": "admin", "t": (1, 2), "n": np.float32(0.5), "w": {1: 90}})
+        writer.submit({"kind": "admin", "bad": math.nan})
+        writer.submit(_build(latency_ms=math.inf))
+        await writer.flush()
+        stats = writer.stats()
+        await writer.close()
+        return await store.query_audit(order="asc"), stats
+
+    stored, stats = asyncio.run(run())
+    assert [r["kind"] for r in stored] == ["decision", "admin"]
+    assert stored[0]["weights"] == {"v1": 90.0, "v2": 10.0}
+    assert {k: stored[1][k] for k in ("t", "n", "w")} == {"t": [1, 2], "n": 0.5, "w": {"1": 90}}
+    assert stats["invalid"] == 2
+    assert stats["written"] == 2
