@@ -90,6 +90,56 @@ def _to_json(value: Any) -> Any:
     return str(value)
 
 
+class PlainRecord(dict[str, Any]):
+    """A record its constructor has checked to be plain JSON data already (see :func:`is_plain`):
+    :func:`prepare_record` copies it instead of taking it through :func:`normalize`.
+
+    The bytes stored and hashed are the same either way: for plain data, ``normalize`` is the
+    identity (``orjson`` writes and reads back the same str, 64-bit int, finite float, bool,
+    None, list and str-keyed dict). Only :mod:`modelrouter.audit.records` makes them, for the
+    record written on every request; like any submitted record, it must not be changed after.
+    """
+
+    __slots__ = ()
+
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+"""The integers orjson writes (wider ones are refused as not JSON)."""
+
+
+def is_plain(value: Any) -> bool:
+    """True when ``value`` is made only of exact str, bool, None, 64-bit int, finite float,
+    list, and dict with str keys: data that :func:`normalize` would leave as it is.
+
+    Anything else (tuples, numpy scalars, subclasses, NaN, infinity, wide ints) is False: such
+    a record takes the general path, which converts or refuses it.
+    """
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                return False
+        elif t is float:
+            if v - v != 0.0:  # NaN and infinity give NaN
+                return False
+        elif t is list:
+            push(v)
+        elif t is dict or t is PlainRecord:
+            for k in v:
+                if type(k) is not str:
+                    return False
+            push(v.values())
+        else:
+            return False
+    return True
+
+
 def normalize(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` as plain JSON data: tuples become lists, keys strings, numpy scalars numbers.
 
@@ -133,8 +183,11 @@ def _check_finite(value: Any) -> None:
 
 def prepare_record(record: Mapping[str, Any], now: float) -> dict[str, Any]:
     """A record ready to be sealed: plain JSON, a ``kind``, a ``time`` (``now`` when absent),
-    and no ``seq``/``prev_hash``/``hash`` (the store assigns those)."""
-    data = normalize(record)
+    and no ``seq``/``prev_hash``/``hash`` (the store assigns those).
+
+    A :class:`PlainRecord` is only copied: it is plain JSON already, so this is what
+    :func:`normalize` would make of it, without the serialization round trip."""
+    data = dict(record) if type(record) is PlainRecord else normalize(record)
     kind = data.get("kind")
     if not isinstance(kind, str) or not kind:
         raise InvalidInput("an audit record needs a 'kind' (decision, change, admin, ...)")
@@ -207,7 +260,9 @@ def seal_text(record: Mapping[str, Any], seq: int, prev_hash: str) -> tuple[str,
     the text that was hashed, so a store can keep it as is (one serialization per record) and
     rebuild the record with ``json.loads(body) | {"prev_hash": ..., "hash": ...}``.
     """
-    fields = {k: v for k, v in record.items() if k not in CHAIN_FIELDS}
+    fields = dict(record)  # a copy and two pops: cheaper than filtering every key
+    fields.pop("prev_hash", None)
+    fields.pop("hash", None)
     fields["seq"] = seq
     raw = canonical_json(fields)
     return raw.decode("utf-8"), hashlib.sha256(prev_hash.encode("ascii") + raw).hexdigest()

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
+from modelrouter.audit.chain import PlainRecord, is_plain
+
 Record = dict[str, Any]
 
 DECISION: Final = "decision"
@@ -68,6 +70,11 @@ def decision(
     """Why one request went where it went (see :mod:`modelrouter.audit.explain`).
 
     ``bucket`` is kept only for a sticky key: a key-less draw is not a bucket a user keeps.
+
+    This runs once per request. When every value is plain JSON (what the data plane passes),
+    the record is a :class:`~modelrouter.audit.chain.PlainRecord`, which the store seals
+    without the normalizing round trip; otherwise (numpy values, NaN, ...) a dict, normalized
+    or refused by the store as any other record.
     """
     record: Record = {
         "kind": DECISION,
@@ -93,7 +100,63 @@ def decision(
         record["prediction"] = prediction
     if error is not None:
         record["error"] = error
+    kept_bucket = record["bucket"]
+    if (  # the types of the signature (the data plane's values): plain JSON, checked cheaply
+        type(model) is str
+        and type(version) is str
+        and (request_id is None or type(request_id) is str)
+        and (served_by is None or type(served_by) is str)
+        and (rule is None or type(rule) is str)
+        and (error is None or type(error) is str)
+        and type(pinned) is bool
+        and type(sticky) is bool
+        and type(status) is int
+        and _I64 <= status <= _U64
+        and type(store_revision) is int
+        and _I64 <= store_revision <= _U64
+        and (kept_bucket is None or _number(kept_bucket))
+        and type(latency_ms) is float
+        and latency_ms - latency_ms == 0.0  # NaN and infinity give NaN
+        and (time is None or (type(time) is float and time - time == 0.0))
+        and _plain_parts(record)
+    ):
+        return PlainRecord(record)
     return record
+
+
+_I64 = -(2**63)
+_U64 = 2**64 - 1
+"""The integers orjson writes."""
+
+
+def _number(v: Any) -> bool:
+    """``v`` is an int orjson writes or a finite float (exact types)."""
+    t = type(v)
+    if t is float:
+        return bool(v - v == 0.0)  # NaN and infinity give NaN
+    return t is int and _I64 <= v <= _U64
+
+
+def _plain_parts(r: Record) -> bool:
+    """The containers of a decision are plain JSON (see
+    :func:`~modelrouter.audit.chain.is_plain`); the usual shapes are checked inline."""
+    for k, w in r["weights"].items():
+        if type(k) is not str or not _number(w):
+            return False
+    for name in r["matched"]:
+        if type(name) is not str:
+            return False
+    for name in r["shadows"]:
+        if type(name) is not str:
+            return False
+    if r["fallbacks"] and not is_plain(r["fallbacks"]):
+        return False
+    prediction = r.get("prediction")
+    if prediction is not None:
+        for v in prediction if type(prediction) is list else (prediction,):
+            if not (type(v) is str or type(v) is bool or _number(v) or is_plain(v)):
+                return False
+    return True
 
 
 def routing_change(

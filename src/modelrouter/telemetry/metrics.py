@@ -5,8 +5,8 @@ metrics on a :class:`~prometheus_client.CollectorRegistry` it is given (the app 
 gateway; never the global registry, so tests and several apps in one process do not collide).
 ``GET /metrics`` serves :func:`render` of that registry.
 
-The per-request path touches pre-bound children cached per label tuple, so a request costs two
-dict lookups, one counter increment and one histogram observation.
+The per-request path touches a series cached per label tuple, so a request costs one dict
+lookup, one counter increment and one histogram observation.
 """
 
 from __future__ import annotations
@@ -179,27 +179,51 @@ class ModelStateCollector(Collector):
         return []
 
 
+class _Series:
+    """The figures one request adds to: the count of its (model, version, rule, status) and the
+    latency histogram of its (model, version, rule), shared by the statuses of that rule."""
+
+    __slots__ = ("count", "histogram")
+
+    def __init__(self, histogram: list[float]) -> None:
+        self.count = 0
+        self.histogram = histogram
+
+
 class RequestStats(Collector):
     """``modelrouter_requests_total`` and ``modelrouter_request_duration_seconds``.
 
     Counted in plain Python on the event loop, exported at scrape time: prometheus_client's
     labelled children take a lock per update, and these two are updated on every request.
+    A request costs one lookup of its label tuple (the :class:`_Series` cached for it), one
+    increment and one histogram bucket.
     """
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, str, int], int] = {}
+        self._series: dict[tuple[str, str, str, int], _Series] = {}
         self.histograms: dict[tuple[str, str, str], list[float]] = {}
         """Per (model, version, rule): one count per bucket (and +Inf), then the sum."""
 
+    @property
+    def counts(self) -> dict[tuple[str, str, str, int], int]:
+        """Requests so far by (model, version, rule, status)."""
+        return {key: s.count for key, s in list(self._series.items())}
+
     def observe(self, model: str, version: str, rule: str, status: int, seconds: float) -> None:
-        key = (model, version, rule, status)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        hkey = (model, version, rule)
-        h = self.histograms.get(hkey)
-        if h is None:
-            h = self.histograms[hkey] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        series = self._series.get((model, version, rule, status))
+        if series is None:
+            series = self._add(model, version, rule, status)
+        series.count += 1
+        h = series.histogram
         h[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         h[-1] += seconds
+
+    def _add(self, model: str, version: str, rule: str, status: int) -> _Series:
+        h = self.histograms.get((model, version, rule))
+        if h is None:
+            h = self.histograms[(model, version, rule)] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        series = self._series[(model, version, rule, status)] = _Series(h)
+        return series
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -208,8 +232,8 @@ class RequestStats(Collector):
             "rule and HTTP status",
             labels=["model", "version", "rule", "status"],
         )
-        for (model, version, rule, status), n in list(self.counts.items()):
-            requests.add_metric([model, version, rule, str(status)], n)
+        for (model, version, rule, status), series in list(self._series.items()):
+            requests.add_metric([model, version, rule, str(status)], series.count)
         yield requests
         duration = HistogramMetricFamily(
             REQUEST_DURATION,
