@@ -19,6 +19,12 @@ and 32. Each cell reports req/s, p50 and p99, and the CPU each process spent per
 (utime + stime from /proc, children included). Ratios printed with the issue's targets:
 modelrouter adds < 0.3 ms p50 at c=1 over direct, keeps >= 0.8x direct req/s at c=32, and
 reaches >= 0.85x haproxy's req/s at c=32. Compare figures of one run only.
+
+``guide`` rows (``--paths guide``): the guide's topology, two KServe ModelServers (the KServe
+SDK from ``bench/.peers/kserve``, made on first use; both serve the churn model) split 90/10,
+by haproxy (weighted round robin, keep-alive to both) and by a modelrouter gateway whose two
+versions are those servers (``endpoint``) with a 90/10 rule, its defaults on (audit,
+telemetry). Target: modelrouter >= 0.85x haproxy's req/s at c=32 (issue 12 part 4).
 """
 
 from __future__ import annotations
@@ -37,14 +43,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 
 from _common import (
+    KSERVE_SERVER,
+    PEERS,
     RESULTS,
     VENV_BIN,
     BenchError,
     ServerProcess,
     ensure_h2load,
     ensure_hey,
+    ensure_venv,
     format_table,
     free_ports,
+    kserve_requirements,
     log,
     print_block,
     run_hey,
@@ -136,15 +146,72 @@ backend remote_grpc
     )
 
 
+def kserve(work: Path, name: str, http: int, grpc: int, kserve_bin: Path) -> ServerProcess:
+    """A KServe ModelServer (its defaults) serving the churn model as ``churn``."""
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [str(kserve_bin / "python"), str(KSERVE_SERVER)]
+    argv += [f"--http_port={http}", f"--grpc_port={grpc}"]
+    env = {"PEER_MODEL_NAME": "churn", "PEER_MODEL_FILE": str(MODEL_DIR / "model.joblib")}
+    return ServerProcess(
+        name,
+        argv,
+        folder / "server.log",
+        f"http://127.0.0.1:{http}/v2/models/churn/ready",
+        folder,
+        env,
+    )
+
+
+def guide_haproxy(work: Path, listen: int, v1: int, v2: int) -> ServerProcess:
+    """haproxy splitting 90/10 between the two KServe servers, as the guide's mesh does."""
+    exe = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(exe).exists():
+        raise BenchError("haproxy is not installed: run `make haproxy`")
+    config = work / "guide-haproxy.cfg"
+    config.write_text(
+        "global\n  maxconn 4096\n"
+        "defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n"
+        "  timeout client 30s\n  timeout server 30s\n"
+        f"frontend models\n  bind 127.0.0.1:{listen}\n  default_backend versions\n"
+        "backend versions\n  balance roundrobin\n  http-reuse always\n"
+        f"  server v1 127.0.0.1:{v1} weight 90\n"
+        f"  server v2 127.0.0.1:{v2} weight 10\n"
+    )
+    return ServerProcess(
+        "guide-haproxy",
+        [exe, "-db", "-f", str(config)],
+        work / "guide-haproxy.log",
+        f"http://127.0.0.1:{listen}/v2/models/churn/ready",
+    )
+
+
+GUIDE_RULE = (
+    "    http:\n"
+    "      - name: default\n"
+    "        route: [{destination: v1, weight: 90}, {destination: v2, weight: 10}]\n"
+)
+"""The modelrouter side of the guide rows: the same 90/10 split as a routing rule."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--requests", type=int, default=4000)
     parser.add_argument("--quick", action="store_true", help="300 requests per cell")
+    parser.add_argument(
+        "--paths",
+        default="rest,grpc,guide",
+        help="which rows: rest, grpc, guide (comma-separated; default all)",
+    )
     args = parser.parse_args()
     n = 300 if args.quick else args.requests
+    paths = {p.strip() for p in args.paths.split(",") if p.strip()}
+    unknown = paths - {"rest", "grpc", "guide"}
+    if unknown or not paths:
+        parser.error(f"--paths takes rest, grpc, guide; got {args.paths!r}")
     load = warn_if_busy()
     hey = ensure_hey()
-    h2load = ensure_h2load()
+    h2load = ensure_h2load() if "grpc" in paths else ""
     work = RESULTS / "proxy-work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -154,6 +221,86 @@ def main() -> None:
             {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 10], "data": [ROW]}]}
         )
     )
+    cells: dict[str, dict[str, Any]] = {}
+    if paths & {"rest", "grpc"}:
+        cells |= proxy_rows(work, body, n, hey, h2load, paths)
+    if "guide" in paths:
+        cells |= guide_rows(work, body, n, hey)
+    rows = []
+    for key, r in cells.items():
+        cpu = r["cpu_ms_per_request"]
+        rows.append(
+            [
+                key,
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.1f}",
+                f"{cpu.get('remote', 0):.2f}",
+                f"{cpu['hop']:.2f}" if "hop" in cpu else "-",
+            ]
+        )
+    header = ["path", "req/s", "p50 ms", "p99 ms", "remote CPU ms/req", "hop CPU ms/req"]
+    print_block(f"Proxy hop (load average at start {load:.1f})", format_table(header, rows))
+    ratios = []
+    for protocol in ("REST", "gRPC"):
+        if f"{protocol} direct c=1" not in cells:
+            continue
+        d1, m1 = cells[f"{protocol} direct c=1"], cells[f"{protocol} modelrouter c=1"]
+        d32, m32 = cells[f"{protocol} direct c=32"], cells[f"{protocol} modelrouter c=32"]
+        h32 = cells[f"{protocol} haproxy c=32"]
+        added = m1["p50_ms"] - d1["p50_ms"]
+        ratios += [
+            [f"{protocol}: p50 added at c=1", f"{added:.2f} ms", "< 0.3 ms", _ok(added < 0.3)],
+            [
+                f"{protocol}: req/s vs direct, c=32",
+                f"{m32['rps'] / d32['rps']:.2f}x",
+                ">= 0.8x",
+                _ok(m32["rps"] / d32["rps"] >= 0.8),
+            ],
+            [
+                f"{protocol}: req/s vs haproxy, c=32",
+                f"{m32['rps'] / h32['rps']:.2f}x",
+                ">= 0.85x",
+                _ok(m32["rps"] / h32["rps"] >= 0.85),
+            ],
+        ]
+    if "guide haproxy c=32" in cells:
+        g32, gm32 = cells["guide haproxy c=32"], cells["guide modelrouter c=32"]
+        ratios.append(
+            [
+                "guide (2 KServe, 90/10): req/s vs haproxy, c=32",
+                f"{gm32['rps'] / g32['rps']:.2f}x",
+                ">= 0.85x",
+                _ok(gm32["rps"] / g32["rps"] >= 0.85),
+            ]
+        )
+    print_block("Targets", format_table(["ratio", "measured", "target", ""], ratios))
+    write_json(RESULTS / "proxy.json", {"load_average": load, "requests": n, "cells": cells})
+
+
+def measure(
+    url: str,
+    body: Path,
+    n: int,
+    c: int,
+    hey: str,
+    watched: dict[str, list[ServerProcess]],
+) -> dict[str, Any]:
+    """One REST cell: a warm-up, then ``n`` requests at concurrency ``c``, with the CPU per
+    request of each group of ``watched`` processes (their CPU added up)."""
+    run_hey(url, body, max(100, n // 10), c, hey=hey)  # warm up
+    pids = {k: [s.proc.pid for s in group if s.proc] for k, group in watched.items()}
+    before = {k: sum(cpu_seconds(p) for p in group) for k, group in pids.items()}
+    r = run_hey(url, body, n, c, hey=hey).to_json()
+    after = {k: sum(cpu_seconds(p) for p in group) for k, group in pids.items()}
+    r["cpu_ms_per_request"] = {k: (after[k] - before[k]) * 1000 / r["requests"] for k in pids}
+    return r
+
+
+def proxy_rows(
+    work: Path, body: Path, n: int, hey: str, h2load: str, paths: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The REST and gRPC rows: the remote direct, through modelrouter, through haproxy."""
     grpc_body = work / "body.grpc"
     grpc_body.write_bytes(frame(infer_message("churn", np.array(ROW, dtype=np.float64))))
     (r_http, r_grpc, m_http, m_grpc, mg_http, mg_grpc, h_http, h_grpc) = free_ports(8)
@@ -177,11 +324,14 @@ def main() -> None:
     )
     proxy = haproxy(work, h_http, h_grpc, r_http, r_grpc)
     cells: dict[str, dict[str, Any]] = {}
+    servers = [remote, proxy]
+    servers += [via_rest] if "rest" in paths else []
+    servers += [via_grpc] if "grpc" in paths else []
     with ExitStack() as stack:
-        for server in (remote, via_rest, via_grpc, proxy):
+        for server in servers:
             stack.enter_context(serve(server))
         rows = np.array([ROW], dtype=np.float64)
-        answer, _ = check_answers(f"127.0.0.1:{r_grpc}", "churn", rows)
+        answer = check_answers(f"127.0.0.1:{r_grpc}", "churn", rows)[0] if "grpc" in paths else []
 
         def grpc_run(target: str, count: int, c: int) -> dict[str, Any]:
             """h2load through ``target``; the remote counts the calls (it gets them all)."""
@@ -196,73 +346,62 @@ def main() -> None:
                 metrics_url=f"http://127.0.0.1:{r_http}/metrics",
             ).to_json()
 
-        plan = [
-            ("REST", "direct", f"http://127.0.0.1:{r_http}", None),
-            ("REST", "modelrouter", f"http://127.0.0.1:{m_http}", via_rest),
-            ("REST", "haproxy", f"http://127.0.0.1:{h_http}", proxy),
-            ("gRPC", "direct", f"127.0.0.1:{r_grpc}", None),
-            ("gRPC", "modelrouter", f"127.0.0.1:{mg_grpc}", via_grpc),
-            ("gRPC", "haproxy", f"127.0.0.1:{h_grpc}", proxy),
-        ]
+        plan = []
+        if "rest" in paths:
+            plan += [
+                ("REST", "direct", f"http://127.0.0.1:{r_http}", None),
+                ("REST", "modelrouter", f"http://127.0.0.1:{m_http}", via_rest),
+                ("REST", "haproxy", f"http://127.0.0.1:{h_http}", proxy),
+            ]
+        if "grpc" in paths:
+            plan += [
+                ("gRPC", "direct", f"127.0.0.1:{r_grpc}", None),
+                ("gRPC", "modelrouter", f"127.0.0.1:{mg_grpc}", via_grpc),
+                ("gRPC", "haproxy", f"127.0.0.1:{h_grpc}", proxy),
+            ]
         for protocol, path, target, hop in plan:
             for c in (1, 32):
                 key = f"{protocol} {path} c={c}"
                 log(key)
-                watched = {"remote": remote, "hop": hop}
-                pids = {k: s.proc.pid for k, s in watched.items() if s is not None and s.proc}
-                before = {k: cpu_seconds(p) for k, p in pids.items()}
+                watched = {"remote": [remote], **({"hop": [hop]} if hop else {})}
                 if protocol == "REST":
-                    url = f"{target}/v2/models/churn/infer"
-                    run_hey(url, body, max(100, n // 10), c, hey=hey)  # warm up
-                    before = {k: cpu_seconds(p) for k, p in pids.items()}
-                    r = run_hey(url, body, n, c, hey=hey).to_json()
+                    r = measure(f"{target}/v2/models/churn/infer", body, n, c, hey, watched)
                 else:
+                    pids = {k: g[0].proc.pid for k, g in watched.items() if g[0].proc}
                     grpc_run(target, max(100, n // 10), c)  # warm up
                     before = {k: cpu_seconds(p) for k, p in pids.items()}
                     r = grpc_run(target, n, c)
-                after = {k: cpu_seconds(p) for k, p in pids.items()}
-                r["cpu_ms_per_request"] = {
-                    k: (after[k] - before[k]) * 1000 / r["requests"] for k in pids
-                }
+                    after = {k: cpu_seconds(p) for k, p in pids.items()}
+                    r["cpu_ms_per_request"] = {
+                        k: (after[k] - before[k]) * 1000 / r["requests"] for k in pids
+                    }
                 cells[key] = r
-    rows = []
-    for key, r in cells.items():
-        cpu = r["cpu_ms_per_request"]
-        rows.append(
-            [
-                key,
-                f"{r['rps']:.0f}",
-                f"{r['p50_ms']:.2f}",
-                f"{r['p99_ms']:.1f}",
-                f"{cpu.get('remote', 0):.2f}",
-                f"{cpu['hop']:.2f}" if "hop" in cpu else "-",
-            ]
-        )
-    header = ["path", "req/s", "p50 ms", "p99 ms", "remote CPU ms/req", "hop CPU ms/req"]
-    print_block(f"Proxy hop (load average at start {load:.1f})", format_table(header, rows))
-    ratios = []
-    for protocol in ("REST", "gRPC"):
-        d1, m1 = cells[f"{protocol} direct c=1"], cells[f"{protocol} modelrouter c=1"]
-        d32, m32 = cells[f"{protocol} direct c=32"], cells[f"{protocol} modelrouter c=32"]
-        h32 = cells[f"{protocol} haproxy c=32"]
-        added = m1["p50_ms"] - d1["p50_ms"]
-        ratios += [
-            [f"{protocol}: p50 added at c=1", f"{added:.2f} ms", "< 0.3 ms", _ok(added < 0.3)],
-            [
-                f"{protocol}: req/s vs direct, c=32",
-                f"{m32['rps'] / d32['rps']:.2f}x",
-                ">= 0.8x",
-                _ok(m32["rps"] / d32["rps"] >= 0.8),
-            ],
-            [
-                f"{protocol}: req/s vs haproxy, c=32",
-                f"{m32['rps'] / h32['rps']:.2f}x",
-                ">= 0.85x",
-                _ok(m32["rps"] / h32["rps"] >= 0.85),
-            ],
-        ]
-    print_block("Targets", format_table(["ratio", "measured", "target", ""], ratios))
-    write_json(RESULTS / "proxy.json", {"load_average": load, "requests": n, "cells": cells})
+    return cells
+
+
+def guide_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str, Any]]:
+    """The guide's topology: two KServe servers split 90/10 by haproxy, then by modelrouter."""
+    kserve_bin = ensure_venv(PEERS / "kserve", kserve_requirements())
+    p1, g1, p2, g2, front, m_http, m_grpc = free_ports(7)
+    v1 = kserve(work, "kserve-v1", p1, g1, kserve_bin)
+    v2 = kserve(work, "kserve-v2", p2, g2, kserve_bin)
+    split = guide_haproxy(work, front, p1, p2)
+    versions = (
+        f'      v1: {{endpoint: "http://127.0.0.1:{p1}", remoteName: churn}}\n'
+        f'      v2: {{endpoint: "http://127.0.0.1:{p2}", remoteName: churn}}\n' + GUIDE_RULE
+    )
+    router = gateway(work, "modelrouter-guide", m_http, m_grpc, versions, audit=True)
+    cells: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        for server in (v1, v2, split, router):
+            stack.enter_context(serve(server))
+        for path, port, hop in (("haproxy", front, split), ("modelrouter", m_http, router)):
+            for c in (1, 32):
+                key = f"guide {path} c={c}"
+                log(key)
+                url = f"http://127.0.0.1:{port}/v2/models/churn/infer"
+                cells[key] = measure(url, body, n, c, hey, {"remote": [v1, v2], "hop": [hop]})
+    return cells
 
 
 def _ok(passed: bool) -> str:

@@ -34,6 +34,12 @@ _FLOAT_OK = frozenset("fiu")
 _STR_KINDS = frozenset("OSU")
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 _UINT64_MAX = 2**64 - 1
+_INT_RANGES = {
+    name: (int(np.iinfo(dt).min), int(np.iinfo(dt).max))
+    for name, dt in DTYPES.items()
+    if dt.kind in _INT_KINDS
+}
+"""Integer datatype -> its smallest and largest value (``np.iinfo`` costs a call each time)."""
 
 MAX_DIMS = 32
 """Dimensions of one tensor's shape (numpy's own limit is 64)."""
@@ -228,10 +234,12 @@ def _from_json(name: str, datatype: str, dtype: np.dtype[Any], data: Any, count:
             array = _big_ints(name, datatype, data)
         elif kind not in _INT_KINDS:
             raise InvalidInput(f"input '{name}': datatype {datatype} needs integer values")
-        info = np.iinfo(dtype)
-        if array.min() < info.min or array.max() > info.max:
+        if array.dtype == dtype:
+            return array  # numpy chose this very type for the values: they fit (int64 mostly)
+        lo, hi = _INT_RANGES[datatype]
+        if array.min() < lo or array.max() > hi:
             raise InvalidInput(
-                f"input '{name}': a value is out of range for {datatype} [{info.min}, {info.max}]"
+                f"input '{name}': a value is out of range for {datatype} [{lo}, {hi}]"
             )
         return array.astype(dtype, copy=False)
     if kind not in _FLOAT_OK:

@@ -28,7 +28,6 @@ sent as ``sha256-<32 hex>`` of it, so no client id can break, bloat or be refuse
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import ssl
@@ -87,6 +86,7 @@ class RemoteRuntime(ModelRuntime):
         self._infer_path = base + "/infer"
         self.timeout = spec.timeout if spec.timeout is not None else DEFAULT_TIMEOUT
         self._client: Http1Pool | None = None
+        self._infer_head = b""
         self._signature = ModelSignature(platform="remote")
 
     @property
@@ -123,7 +123,14 @@ class RemoteRuntime(ModelRuntime):
             keepalive_expiry=4.0,
         )
         try:
-            doc = await self._send(client, "GET", self._metadata_path, None, None)
+            try:
+                head = client.head("GET", self._metadata_path)
+                self._infer_head = client.head("POST", self._infer_path, _JSON_HEADERS)
+            except ValueError:  # not latin-1: the endpoint's path cannot go in a request line
+                raise ConfigError(
+                    f"endpoint {self.endpoint!r} has a path HTTP cannot send"
+                ) from None
+            doc = await self._send(client, "GET", self._metadata_path, head, None)
             self._signature = _signature(doc, self.target)
         except ModelRouterError as exc:
             await client.aclose()
@@ -142,12 +149,10 @@ class RemoteRuntime(ModelRuntime):
         client = self._client
         if client is None:
             raise ModelNotReady(f"{self.target} is not connected")
-        headers = (
-            _JSON_HEADERS
-            if request.id is None
-            else {**_JSON_HEADERS, "x-request-id": header_id(request.id)}
-        )
-        doc = await self._send(client, "POST", self._infer_path, encode_request(request), headers)
+        head = self._infer_head
+        if request.id is not None:  # header_id's answer is safe in a header as it is
+            head += b"x-request-id: %s\r\n" % header_id(request.id).encode("ascii")
+        doc = await self._send(client, "POST", self._infer_path, head, encode_request(request))
         try:
             outputs, _ = response_from_dict(doc)
         except InvalidInput as exc:
@@ -159,16 +164,17 @@ class RemoteRuntime(ModelRuntime):
         client: Http1Pool,
         method: str,
         path: str,
+        head: bytes,
         body: bytes | None,
-        headers: dict[str, str] | None,
     ) -> Any:
-        """One call; the decoded JSON body of a 200, else the matching modelrouter error.
+        """One call (``head`` from :meth:`Http1Pool.head`); the decoded JSON body of a 200,
+        else the matching modelrouter error.
 
-        ``timeout`` bounds the whole call: connecting, sending, waiting, reading.
+        ``timeout`` bounds the whole call: waiting for a connection, connecting, sending,
+        waiting, reading.
         """
         try:
-            async with asyncio.timeout(self.timeout):
-                response = await client.request(method, path, body, headers)
+            response = await client.send(head, body, self.timeout)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{self.target} did not answer {method} {path} within {self.timeout:g}s"
@@ -177,12 +183,6 @@ class RemoteRuntime(ModelRuntime):
             detail = str(exc) or type(exc).__name__
             raise UpstreamError(
                 f"{self.target} is unreachable ({method} {path}): {detail}"
-            ) from None
-        except (ValueError, TypeError) as exc:
-            # what the client refuses to send (a header it cannot encode): a failure of this
-            # version, so retries and fallbacks apply, never a 500
-            raise UpstreamError(
-                f"{self.target}: the call {method} {path} could not be sent: {type(exc).__name__}"
             ) from None
         if response.status != 200:
             raise self._status_error(method, path, response)

@@ -62,7 +62,7 @@ def test_keep_alive_reuses_one_connection_and_sends_the_body() -> None:
     async def main() -> None:
         server = Server(ok)
         async with server as port:
-            pool = Http1Pool("127.0.0.1", port)
+            pool = Http1Pool("127.0.0.1", port, keep_headers=True)
             for _ in range(5):
                 r = await pool.request("POST", "/v2/x", b'{"a":1}', {"x-request-id": "r1"})
                 assert (r.status, r.body, r.headers[b"content-type"]) == (
@@ -71,7 +71,11 @@ def test_keep_alive_reuses_one_connection_and_sends_the_body() -> None:
                     b"application/json",
                 )
             await pool.aclose()
-        assert server.connections == 1
+            bare = Http1Pool("127.0.0.1", port)  # headers are parsed past, not kept
+            r = await bare.send(bare.head("GET", "/"), None, 5.0)
+            assert (r.status, r.body, dict(r.headers)) == (200, b"{}", {})
+            await bare.aclose()
+        assert server.connections == 2
         first = server.requests[0]
         assert first.startswith(b"POST /v2/x HTTP/1.1\r\nhost: 127.0.0.1:")
         assert b"x-request-id: r1\r\n" in first
@@ -219,5 +223,91 @@ def test_a_fresh_connection_closed_before_the_answer_is_not_retried() -> None:
                 await pool.request("POST", "/", b"1")
             await pool.aclose()
         assert server.connections == 1
+
+    asyncio.run(main())
+
+
+def test_the_timeout_fails_the_call_and_closes_its_connection() -> None:
+    async def slow_first(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        if len(server.requests) == 1:
+            await asyncio.sleep(0.5)
+        w.write(OK)
+        await w.drain()
+        return True
+
+    server = Server(slow_first)
+
+    async def main() -> None:
+        async with server as port:
+            pool = Http1Pool("127.0.0.1", port)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(TimeoutError):
+                await pool.request("GET", "/slow", timeout=0.1)
+            assert asyncio.get_running_loop().time() - started < 0.4
+            assert (await pool.request("GET", "/next", timeout=5)).status == 200
+            await pool.aclose()
+        assert server.connections == 2
+
+    asyncio.run(main())
+
+
+def test_a_call_waiting_for_a_slot_times_out_and_gives_no_slot_away() -> None:
+    release = asyncio.Event()
+
+    async def held(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        if len(server.requests) == 1:
+            await release.wait()
+        return await ok(r, w, n)
+
+    server = Server(held)
+
+    async def main() -> None:
+        async with server as port:
+            pool = Http1Pool("127.0.0.1", port, max_connections=1)
+            first = asyncio.create_task(pool.request("GET", "/held"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(TimeoutError):  # no slot within the deadline
+                await pool.request("GET", "/waits", timeout=0.1)
+            waiting = asyncio.create_task(pool.request("GET", "/queued", timeout=5))
+            await asyncio.sleep(0.05)
+            release.set()
+            assert (await first).status == 200
+            assert (await waiting).status == 200  # handed the slot the first call freed
+            # one slot still: calls in a row reuse the one connection
+            for _ in range(3):
+                assert (await pool.request("GET", "/", timeout=5)).status == 200
+            await pool.aclose()
+        assert server.connections == 1
+        paths = [q.split(b" ")[1] for q in server.requests]
+        assert paths == [b"/held", b"/queued", b"/", b"/", b"/"]
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_slot_waiter_leaves_the_queue() -> None:
+    release = asyncio.Event()
+
+    async def held(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        if len(server.requests) == 1:
+            await release.wait()
+        return await ok(r, w, n)
+
+    server = Server(held)
+
+    async def main() -> None:
+        async with server as port:
+            pool = Http1Pool("127.0.0.1", port, max_connections=1)
+            first = asyncio.create_task(pool.request("GET", "/held"))
+            await asyncio.sleep(0.05)
+            gone = asyncio.create_task(pool.request("GET", "/gone"))
+            await asyncio.sleep(0.05)
+            gone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            release.set()
+            assert (await first).status == 200
+            assert (await pool.request("GET", "/after", timeout=5)).status == 200
+            await pool.aclose()
+        assert [q.split(b" ")[1] for q in server.requests] == [b"/held", b"/after"]
 
     asyncio.run(main())
