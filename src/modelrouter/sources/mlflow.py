@@ -232,13 +232,15 @@ class MlflowRegistry:
     ) -> None:
         """Point ``name@alias`` at ``version`` and tag that version
         ``modelrouter.promoted = <alias> <ISO time>``. An unreachable server is retried
-        ``attempts`` times; a missing model or version is not."""
+        ``attempts`` times; a missing model or version is not.
+
+        The tag is written first: a gateway watching the alias resolves the version (and
+        reads its tags) as soon as the alias moves, so it must find the tag already there."""
         client = self.client()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         what = f"version '{version}' of registered model '{name}'"
         for attempt in range(attempts):
             try:
-                self._call(what, client.set_registered_model_alias, name, alias, version)
                 self._call(
                     what,
                     client.set_model_version_tag,
@@ -247,6 +249,7 @@ class MlflowRegistry:
                     PROMOTED_TAG,
                     f"{alias} {stamp}",
                 )
+                self._call(what, client.set_registered_model_alias, name, alias, version)
                 return
             except UpstreamError:
                 if attempt + 1 >= attempts:
