@@ -2,7 +2,7 @@
 
 Why: a loaded gateway holds ~180,000 long-lived objects (modules, config, models, the app).
 CPython's cycle collector walks all of them in every full collection, one every ~20,000
-requests under load (~200 ms of CPU on a busy 2-core VM), and young collections promote the
+requests under load (90-200 ms of CPU on a 2-core VM), and young collections promote the
 objects of requests in flight; in all ~16 µs a request, measured with ``gc.callbacks``.
 :func:`gc.freeze` moves every tracked object to a permanent generation the collector skips,
 so full collections only walk what was allocated since.
@@ -13,14 +13,17 @@ change that drops a lot: when a version's runtime is dropped (unloaded, evicted,
 an alias move, a failed load), :func:`released` unfreezes at once (its cycles become
 collectable by the next full collection) and, :data:`SETTLE` seconds after the last change,
 collects and freezes again; a version loaded after start-up (:func:`loaded`) is frozen the
-same way. What leaks is bounded: garbage of frozen objects lives at most until the next
-refreeze, and is never more than what the last freeze took.
+same way. Each refreeze is one full collection (~100 ms on a 2-core VM); while changes keep
+coming the collector just runs unfrozen, as by default. What leaks is bounded: garbage among
+frozen objects lives at most until the next refreeze, and is never more than the last freeze
+took.
 
 The young-generation threshold is raised from CPython's 700 to :data:`YOUNG_THRESHOLD`: with
-32 requests in flight, a collection every 700 allocations (a few requests) finds most of
-their objects alive and promotes them, so the older generations fill with request garbage;
-every ~7,000 allocations most of them are gone (measured in bench/README.md, "Garbage
-collection").
+32 requests in flight, a collection every 700 allocations (a few requests) finds the objects
+of the requests in flight alive and promotes them, so the older generations fill with request
+garbage and are collected more often; at 7,000 a young collection comes every few dozen
+requests and promotes about as many survivors ten times less often (bench/README.md,
+"Garbage collection": 20,000 requests then pass without a full collection).
 
 The policy is process-wide (the collector is): :func:`frozen` runs it for as long as a
 gateway process serves (:class:`modelrouter.server.Gateway`); the repository's hooks do
