@@ -28,6 +28,7 @@ from pathlib import Path
 
 import uvicorn
 
+from modelrouter import gcpolicy
 from modelrouter.api.native import gateway_http_protocol
 from modelrouter.app import Services, build_services, create_app, running
 from modelrouter.config.loader import LoadedConfig
@@ -192,6 +193,7 @@ class Gateway:
             await stack.enter_async_context(self._rest_server())
             for server in self.servers:  # the gRPC server: after REST, stopped before it
                 await stack.enter_async_context(server(self.services))
+            stack.enter_context(gcpolicy.frozen())  # everything is up: freeze it
             self.started = True
             try:
                 yield

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from modelrouter import gcpolicy
 from modelrouter.config.schema import Config, VersionSpec
 from modelrouter.errors import ModelNotFound, ModelNotReady, ModelRouterError, VersionNotFound
 from modelrouter.runtime.base import ModelRuntime
@@ -329,6 +330,7 @@ class ModelRepository:
             else:
                 self.stats.loads += 1
                 log.info("model %s version %s ready in %.2fs", model, version, e.load_seconds)
+                gcpolicy.loaded()
             return e
 
     async def _fetch(self, e: VersionEntry, uri: str | None = None) -> Fetched | None:
@@ -580,7 +582,11 @@ class ModelRepository:
 
 
 async def _close_quietly(runtime: ModelRuntime) -> None:
+    """Close a runtime the repository dropped (every path that drops one ends here), and let
+    the collector free it: see :mod:`modelrouter.gcpolicy`."""
     try:
         await runtime.close()
     except Exception:
         log.exception("closing %s/%s failed", runtime.model, runtime.version)
+    finally:
+        gcpolicy.released()
