@@ -27,7 +27,7 @@ import grpc
 
 from modelrouter.api.auth import authorization_matches
 from modelrouter.api.edge import REQUEST_ID_RULE, valid_request_id
-from modelrouter.api.rest import parse_cookies
+from modelrouter.api.inference import parse_cookies
 from modelrouter.config.schema import GrpcServer
 from modelrouter.control import ControlPlane
 from modelrouter.control.service import check_load_parameters

@@ -32,7 +32,6 @@ from modelrouter.api.inference import (
     error_reply,
     too_large,
 )
-from modelrouter.api.inference import parse_cookies as parse_cookies
 from modelrouter.api.openapi import openapi_document
 from modelrouter.dataplane import DataPlane
 from modelrouter.errors import ModelRouterError

@@ -251,7 +251,9 @@ def test_the_timeout_fails_the_call_and_closes_its_connection() -> None:
     asyncio.run(main())
 
 
-def test_a_call_waiting_for_a_slot_times_out_and_gives_no_slot_away() -> None:
+def held_first() -> tuple[Server, asyncio.Event]:
+    """A server that holds its first request until the event is set, answering the rest at
+    once (a pool of one connection then has its slot taken)."""
     release = asyncio.Event()
 
     async def held(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
@@ -260,6 +262,11 @@ def test_a_call_waiting_for_a_slot_times_out_and_gives_no_slot_away() -> None:
         return await ok(r, w, n)
 
     server = Server(held)
+    return server, release
+
+
+def test_a_call_waiting_for_a_slot_times_out_and_gives_no_slot_away() -> None:
+    server, release = held_first()
 
     async def main() -> None:
         async with server as port:
@@ -285,14 +292,7 @@ def test_a_call_waiting_for_a_slot_times_out_and_gives_no_slot_away() -> None:
 
 
 def test_a_cancelled_slot_waiter_leaves_the_queue() -> None:
-    release = asyncio.Event()
-
-    async def held(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
-        if len(server.requests) == 1:
-            await release.wait()
-        return await ok(r, w, n)
-
-    server = Server(held)
+    server, release = held_first()
 
     async def main() -> None:
         async with server as port:
