@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +53,15 @@ class HeaderLimits:
 
 
 class _RequestIds:
-    """128 random bits as hex per id, like uuid4, from ``os.urandom`` drawn 256 ids at a time.
+    """UUIDv7 ids as 32 hex characters: 48 bits of Unix time in milliseconds, then 74 random
+    bits (with the version and variant bits of RFC 9562), random bits from ``os.urandom`` drawn
+    for 256 ids at a time.
 
-    One ``getrandom`` system call per id showed as 3% of a loaded gateway's CPU (a system call
-    is where a busy machine preempts the process); the bits are the same, fetched in bulk. A
+    Time first, because the id is an index column of the audit log: random ids (uuid4) put
+    every new record's index entry on a random page of that index, and once it outgrew
+    SQLite's page cache each record read and rewrote a page of it (bench/README.md). One
+    ``getrandom`` system call per id showed as 3% of a loaded gateway's CPU (a system call is
+    where a busy machine preempts the process); the bits are the same, fetched in bulk. A
     forked child (``--workers``) drops the pool it inherited, so no two processes share ids.
     """
 
@@ -70,10 +76,13 @@ class _RequestIds:
         with self._lock:
             i = self._next
             if i >= len(self._pool):
-                self._pool = os.urandom(16 * self.BATCH).hex().encode()
+                self._pool = os.urandom(10 * self.BATCH).hex().encode()
                 i = 0
-            self._next = i + 32
-            return self._pool[i : i + 32]
+            self._next = i + 20
+            rand = self._pool[i : i + 20]
+        # version nibble 7; the variant's two top bits 10, over the random bits of that nibble
+        variant = _VARIANT[rand[3]]
+        return b"%012x7%s%c%s" % (time.time_ns() // 1_000_000, rand[:3], variant, rand[4:19])
 
     def reset(self) -> None:
         with self._lock:
@@ -81,8 +90,11 @@ class _RequestIds:
             self._next = 0
 
 
+_VARIANT = {ord(c): ord("89ab"[int(c, 16) & 3]) for c in "0123456789abcdef"}
+"""A random hex digit -> the variant digit ``10xx`` keeping its two low bits."""
+
 new_request_id = _RequestIds()
-"""A new request id: 32 lower-case hex characters (128 random bits)."""
+"""A new request id: a UUIDv7 as 32 lower-case hex characters (time-ordered, 74 random bits)."""
 os.register_at_fork(after_in_child=new_request_id.reset)
 
 

@@ -25,7 +25,10 @@ class SklearnRuntime(LocalRuntime):
         import joblib
         import sklearn
 
+        from modelrouter.runtime import sklearn_checks
+
         self._sklearn: Any = sklearn
+        sklearn_checks.install()  # an ndarray is not a dataframe: say so without narwhals
 
         # joblib reads plain pickles too, and ``joblib.dump(model, "model.pkl")`` is common
         model = joblib.load(file)

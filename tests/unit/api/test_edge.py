@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
+import uuid
 from typing import Any
 
 import orjson
@@ -160,6 +162,21 @@ def test_new_request_ids_are_distinct_hex_across_pool_refills() -> None:
     assert all(len(i) == 32 and re.fullmatch(rb"[0-9a-f]{32}", i) for i in ids)
 
 
+def test_new_request_ids_are_uuid7_ordered_by_time() -> None:
+    before = time.time_ns() // 1_000_000
+    first = new_request_id()
+    time.sleep(0.002)
+    second = new_request_id()
+    after = time.time_ns() // 1_000_000
+    for rid in (first, second):
+        parsed = uuid.UUID(hex=rid.decode())
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert before <= int(rid[:12], 16) <= after  # Unix time in ms leads
+    assert first < second  # a later id sorts after: audit index entries go at the end
+    # the random bits vary: 2,000 ids in a millisecond or two are still all distinct
+    assert len({new_request_id()[12:] for _ in range(2000)}) == 2000
+
+
 def test_a_forked_child_does_not_reuse_the_parents_pooled_ids() -> None:
     new_request_id()  # the pool is filled: a child that kept it would repeat the next ids
     read, write = os.pipe()
@@ -173,4 +190,4 @@ def test_a_forked_child_does_not_reuse_the_parents_pooled_ids() -> None:
     os.waitpid(pid, 0)
     parent = new_request_id()
     assert len(child) == 32
-    assert child != parent
+    assert child[13:] != parent[13:]  # the random bits, not only the time, differ
