@@ -82,7 +82,8 @@ def main() -> int:
                         [
                             str(VENV_BIN / "py-spy"),
                             "record",
-                            "--native",
+                            # no --native: unwinding C frames stalled the server here for
+                            # minutes (py-spy 0.4, this VM); Python frames are what we cut
                             "-r",
                             "500",
                             "-o",
