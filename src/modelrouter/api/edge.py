@@ -69,28 +69,36 @@ class _RequestIds:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pool = b""
-        self._next = 0
+        self._tails: list[bytes] = []
+        self._ms = -1
+        self._prefix = b""
 
     def __call__(self) -> bytes:
         with self._lock:
-            i = self._next
-            if i >= len(self._pool):
-                self._pool = os.urandom(10 * self.BATCH).hex().encode()
-                i = 0
-            self._next = i + 20
-            rand = self._pool[i : i + 20]
-        # version nibble 7; the variant's two top bits 10, over the random bits of that nibble
-        variant = _VARIANT[rand[3]]
-        return b"%012x7%s%c%s" % (time.time_ns() // 1_000_000, rand[:3], variant, rand[4:19])
+            if not self._tails:
+                self._tails = _tails(self.BATCH)
+            tail = self._tails.pop()
+            ms = time.time_ns() // 1_000_000
+            if ms != self._ms:
+                self._ms, self._prefix = ms, b"%012x" % ms
+            return self._prefix + tail
 
     def reset(self) -> None:
         with self._lock:
-            self._pool = b""
-            self._next = 0
+            self._tails = []
 
 
-_VARIANT = {ord(c): ord("89ab"[int(c, 16) & 3]) for c in "0123456789abcdef"}
+def _tails(n: int) -> list[bytes]:
+    """``n`` id tails of 20 hex digits: the version digit 7, three random digits, the variant
+    digit (``10`` and two random bits), fifteen random digits."""
+    digits = os.urandom(10 * n).hex().encode()
+    return [
+        b"7" + digits[i : i + 3] + _VARIANT[digits[i + 3]] + digits[i + 4 : i + 19]
+        for i in range(0, 20 * n, 20)
+    ]
+
+
+_VARIANT = {ord(c): "89ab"[int(c, 16) & 3].encode() for c in "0123456789abcdef"}
 """A random hex digit -> the variant digit ``10xx`` keeping its two low bits."""
 
 new_request_id = _RequestIds()

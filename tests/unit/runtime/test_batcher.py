@@ -250,3 +250,28 @@ def test_the_built_in_row_independent_runtimes() -> None:
         r.row_independent for r in (SklearnRuntime, XGBoostRuntime, LightGBMRuntime, OnnxRuntime)
     )
     assert not MLflowRuntime.row_independent  # pyfunc models may use request parameters
+
+
+def test_split_gives_each_request_its_rows_of_every_output() -> None:
+    from modelrouter.runtime.batcher import split, stack
+
+    def request(rows: int, start: float) -> InferenceRequest:
+        data = np.arange(start, start + rows * 3, dtype=np.float64).reshape(rows, 3)
+        return InferenceRequest([Tensor("x", "FP64", [rows, 3], data)])
+
+    requests = [request(1, 0), request(3, 100), request(2, 200)]
+    x = stack(requests).inputs[0].data
+    labels = Tensor("predict", "INT64", [6], x[:, 0].astype(np.int64))
+    proba = Tensor("proba", "FP64", [6, 2], np.stack([x[:, 1], x[:, 2]], axis=1), {"p": 1})
+    parts = split([labels, proba], requests)
+    assert len(parts) == 3
+    for req, (lab, pro) in zip(requests, parts, strict=True):
+        rows = req.inputs[0].data
+        assert (lab.name, lab.datatype, lab.shape) == ("predict", "INT64", [rows.shape[0]])
+        assert np.array_equal(lab.data, rows[:, 0].astype(np.int64))
+        assert (pro.shape, pro.parameters) == ([rows.shape[0], 2], {"p": 1})
+        assert np.array_equal(pro.data, rows[:, 1:])
+    with pytest.raises(ValueError, match="one row per input row"):
+        split([Tensor("sum", "FP64", [1], np.array([1.0]))], requests)
+    with pytest.raises(ValueError, match="one row per input row"):
+        split([Tensor("scalar", "FP64", [], np.array(1.0))], requests)
