@@ -157,7 +157,7 @@ _AUDIT_COLUMNS = "seq, time, kind, model, version, rule, request_id, record, pre
 _AUDIT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_CHUNKS = tuple(1 << k for k in range(8, -1, -1))
 """Rows one ``INSERT`` of audit records holds: 256, 128, ... 1 (2,560 parameters at most;
-SQLite allows 32,766 since 3.32)."""
+SQLite allows 32,766 since 3.32, 999 before: the chunks a connection uses fit its limit)."""
 _INSERT_AUDIT = {
     n: f"INSERT INTO mr_audit ({_AUDIT_COLUMNS}) VALUES " + ", ".join([_AUDIT_ROW] * n)
     for n in _INSERT_CHUNKS
@@ -173,8 +173,9 @@ def insert_audit_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]])
     (bench/README.md). Chunks of 256, 128, ... 1 rows keep the steps to a handful per batch
     and the statement texts to nine, all in the connection's statement cache."""
     start, left = 0, len(rows)
+    most = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 10
     for n in _INSERT_CHUNKS:
-        while left >= n:
+        while left >= n and n <= most:
             conn.execute(_INSERT_AUDIT[n], [v for row in rows[start : start + n] for v in row])
             start += n
             left -= n

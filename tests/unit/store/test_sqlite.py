@@ -317,3 +317,21 @@ def test_a_batch_across_insert_chunks_is_one_unbroken_chain(tmp_path: Path, size
     assert seqs == list(range(2, size + 2))
     assert rows == [(i + 1, decision(i)["request_id"]) for i in range(size + 1)]
     assert ok
+
+
+def test_insert_chunks_fit_an_old_sqlites_parameter_limit(tmp_path: Path) -> None:
+    """SQLite before 3.32 allowed 999 parameters a statement: 99 rows of 10 at most."""
+    from modelrouter.store.sqlite import insert_audit_rows
+
+    conn = sqlite3.connect(tmp_path / "t.db")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    conn.execute(
+        "CREATE TABLE mr_audit (seq INTEGER PRIMARY KEY, time, kind, model, version, rule,"
+        " request_id, record, prev_hash, hash)"
+    )
+    rows = [(i, 1.0, "decision", "m", "v1", None, f"r{i}", "{}", "p", "h") for i in range(1, 600)]
+    insert_audit_rows(conn, rows)
+    assert [r[0] for r in conn.execute("SELECT seq FROM mr_audit ORDER BY seq")] == list(
+        range(1, 600)
+    )
+    conn.close()
