@@ -382,9 +382,20 @@ def feed_experiments(url: str, n: int) -> None:
             assert c.post("/api/v1/feedback", json={"request_id": rid, "reward": reward}).is_success
 
 
+def started(url: str) -> bool:
+    """Both experiments have set their first weights: traffic sent before would all go to the
+    primaries (an A/B test with no canary data holds forever), and it would not count, being
+    from before the rollouts' start."""
+    r = httpx.get(url + "/api/v1/rollouts", headers=AUTH, timeout=60)
+    r.raise_for_status()
+    phases = {x["name"]: x.get("phase") for x in r.json()["rollouts"]}
+    return phases == {"churn-ab": "Progressing", "offers-bandit": "Progressing"}
+
+
 def test_ab_effect_and_decision_and_bandit_weights(page: Page, experiments: str) -> None:
     sign_in(page, experiments)
     expect(page.locator("#conn")).to_have_text("live")
+    wait_for(lambda: started(experiments))
     feed_experiments(experiments, 120)
     ab = page.locator("#rollout-churn-ab")
     expect(ab.locator("dd.decision")).to_have_text("v2 wins")
