@@ -4,6 +4,7 @@ gets its own rows back."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from modelrouter.app import build_services, create_app
 from modelrouter.config.loader import load_config
+from modelrouter.protocol.types import InferenceRequest, Tensor
 from modelrouter.runtime.base import LocalRuntime
 from support import EXAMPLE_MODELS, running_server
 
@@ -91,6 +93,18 @@ models:
     seen: list[tuple[int, int]] = []
 
     async def send(url: str) -> None:
+        runtime = services.repository.entry("churn", "v1").runtime
+        assert isinstance(runtime, LocalRuntime)
+        predict = runtime.run
+
+        def slow(request: InferenceRequest) -> list[Tensor]:
+            # a 5 ms predict, as a bigger model's: the requests that come in while it runs
+            # queue behind it. The example model's own 35 us predict was often over before
+            # the next request arrived, and then no batch formed
+            time.sleep(0.005)
+            return predict(request)
+
+        runtime.run = slow  # type: ignore[method-assign]
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             # six times maxBatchSize at once: requests trickle in over the client's
             # connections, and with 16 a full batch of 8 sometimes never queued up
@@ -98,8 +112,6 @@ models:
                 *(client.post("/v2/models/churn/infer", json=body) for _ in range(48))
             )
             assert all(r.status_code == 200 for r in got)
-            runtime = services.repository.entry("churn", "v1").runtime
-            assert isinstance(runtime, LocalRuntime)
             assert runtime.batcher is not None
             seen.append((runtime.batcher.batches, runtime.batcher.batched_requests))
 
