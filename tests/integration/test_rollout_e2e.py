@@ -184,14 +184,15 @@ def test_bandit_moves_most_traffic_to_the_better_arm(
       testMetric: reward
       minWeight: 5
 """
-    status, _ = run_rollout(
-        tmp_path,
-        monkeypatch,
-        rollout,
-        lambda s: (s.get("weights") or {}).get("v2", 0) >= 80,
-        timeout=60,
-        rows=16,
-    )
+
+    def moved(s: dict[str, Any]) -> bool:
+        # the status has the live table's weights and the stored state's result: a step sets
+        # the weights, then saves the state, so a read in between has the new weights and
+        # the previous result (None after the start)
+        best = ((s.get("result") or {}).get("probabilityBest") or {}).get("v2", 0)
+        return bool((s.get("weights") or {}).get("v2", 0) >= 80 and best > 0.8)
+
+    status, _ = run_rollout(tmp_path, monkeypatch, rollout, moved, timeout=60, rows=16)
     assert status["phase"] == "Progressing"
     assert status["weights"]["v2"] >= 80, status
     assert status["result"]["probabilityBest"]["v2"] > 0.8
