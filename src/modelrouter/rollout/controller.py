@@ -46,6 +46,7 @@ from modelrouter.rollout.webhooks import HookResult, WebhookCaller, payload
 from modelrouter.routing.owners import ACTIVE_PHASES
 from modelrouter.routing.state import RoutingState
 from modelrouter.store.base import Store
+from modelrouter.telemetry.recorder import bucket_start
 from modelrouter.telemetry.window import VersionWindow, WindowSource
 
 log = logging.getLogger(__name__)
@@ -559,7 +560,11 @@ class _Step:
         )
         totals: tuple[VersionWindow | None, ...] = (None, None)
         if s.strategy in ("abtest", "bandit"):
-            start = self.state.startedAt or since
+            # from the start of the bucket the rollout started in: a window takes the buckets
+            # that start inside it, and the one holding startedAt starts before it. Without
+            # this, what came in during the rollout's first second was never counted (a
+            # quick A/B test lost 73 of its 120 feedbacks that way)
+            start = bucket_start(self.state.startedAt or since)
             totals = await asyncio.gather(
                 w.window(s.model, s.primary, start, now), w.window(s.model, s.canary, start, now)
             )

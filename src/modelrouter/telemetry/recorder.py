@@ -178,6 +178,15 @@ class MetricRowStore(Protocol):
 Key = tuple[str, str, float]
 
 
+BUCKET_SECONDS = 1.0
+"""The width of a telemetry bucket: rows and windows count whole buckets."""
+
+
+def bucket_start(t: float, width: float = BUCKET_SECONDS) -> float:
+    """The start of the bucket holding time ``t``."""
+    return (t // width) * width
+
+
 class Recorder:
     """This gateway's rolling windows, and the rows it owes the store.
 
@@ -189,7 +198,7 @@ class Recorder:
         self,
         gateway: str,
         *,
-        bucket_seconds: float = 1.0,
+        bucket_seconds: float = BUCKET_SECONDS,
         window: float = 600.0,
         recent_size: int = 10_000,
         clock: Clock = time.time,

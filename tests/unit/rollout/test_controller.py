@@ -393,3 +393,35 @@ def test_weighted_rules_keeps_other_destinations() -> None:
         {"destination": "v2", "weight": 30},
     ]
     assert rules[0]["route"][0]["weight"] == 50
+
+
+AB = """
+  churn-v2:
+    model: churn
+    rule: default
+    primary: v1
+    canary: v2
+    strategy: abtest
+    analysis: {interval: 10s, weight: 50, testMetric: accuracy}
+"""
+
+
+def test_ab_totals_count_from_the_bucket_the_rollout_started_in() -> None:
+    """A window counts the 1 s buckets that start inside it: totals from ``startedAt`` itself
+    left out the bucket holding it, and with it the rollout's first second of feedback."""
+
+    async def main() -> None:
+        rig = Rig(AB)
+        await rig.start()
+        rig.clock.advance(0.25)
+        await rig.c.tick()  # the start: first weights, startedAt
+        rec = await rig.store.get_rollout("churn-v2")
+        assert rec is not None
+        started = rec.state["startedAt"]
+        assert started % 1 == 0.25
+        await rig.steps(1)
+        totals = [since for _, since, _ in rig.windows.calls if since != rig.clock.now - 10]
+        assert totals
+        assert set(totals) == {started - 0.25}
+
+    asyncio.run(main())
