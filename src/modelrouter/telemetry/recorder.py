@@ -217,9 +217,7 @@ class Recorder:
         self._flush_lock = asyncio.Lock()
 
     def _acc(self, model: str, version: str) -> _Acc:
-        now = self._clock()
-        w = self.bucket_seconds
-        key = (model, version, (now // w) * w)
+        key = (model, version, bucket_start(self._clock(), self.bucket_seconds))
         acc = self._pending.get(key)
         if acc is None:
             acc = self._pending[key] = _Acc()
