@@ -20,6 +20,13 @@ and 32. Each cell reports req/s, p50 and p99, and the CPU each process spent per
 modelrouter adds < 0.3 ms p50 at c=1 over direct, keeps >= 0.8x direct req/s at c=32, and
 reaches >= 0.85x haproxy's req/s at c=32. Compare figures of one run only.
 
+``kserve`` rows (``--paths kserve``): the deployment the issue names, models in KServe pods
+behind the gateway. The remote is one KServe ModelServer (the KServe SDK from
+``bench/.peers/kserve``, serving the churn model), called over REST directly, through
+modelrouter (its defaults: audit, telemetry) and through haproxy, with the same three targets.
+A real model server spends far more per request than the fast remote above, so these rows
+say what the hop costs where it is used; the rows above say what it costs at worst.
+
 ``guide`` rows (``--paths guide``): the guide's topology, two KServe ModelServers (the KServe
 SDK from ``bench/.peers/kserve``, made on first use; both serve the churn model) split 90/10,
 by haproxy (weighted round robin, keep-alive to both) and by a modelrouter gateway whose two
@@ -200,15 +207,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 requests per cell")
     parser.add_argument(
         "--paths",
-        default="rest,grpc,guide",
-        help="which rows: rest, grpc, guide (comma-separated; default all)",
+        default="rest,grpc,kserve,guide",
+        help="which rows: rest, grpc, kserve, guide (comma-separated; default all)",
     )
     args = parser.parse_args()
     n = 300 if args.quick else args.requests
     paths = {p.strip() for p in args.paths.split(",") if p.strip()}
-    unknown = paths - {"rest", "grpc", "guide"}
+    unknown = paths - {"rest", "grpc", "kserve", "guide"}
     if unknown or not paths:
-        parser.error(f"--paths takes rest, grpc, guide; got {args.paths!r}")
+        parser.error(f"--paths takes rest, grpc, kserve, guide; got {args.paths!r}")
     load = warn_if_busy()
     hey = ensure_hey()
     h2load = ensure_h2load() if "grpc" in paths else ""
@@ -224,6 +231,8 @@ def main() -> None:
     cells: dict[str, dict[str, Any]] = {}
     if paths & {"rest", "grpc"}:
         cells |= proxy_rows(work, body, n, hey, h2load, paths)
+    if "kserve" in paths:
+        cells |= kserve_rows(work, body, n, hey)
     if "guide" in paths:
         cells |= guide_rows(work, body, n, hey)
     rows = []
@@ -242,7 +251,7 @@ def main() -> None:
     header = ["path", "req/s", "p50 ms", "p99 ms", "remote CPU ms/req", "hop CPU ms/req"]
     print_block(f"Proxy hop (load average at start {load:.1f})", format_table(header, rows))
     ratios = []
-    for protocol in ("REST", "gRPC"):
+    for protocol in ("REST", "gRPC", "KServe REST"):
         if f"{protocol} direct c=1" not in cells:
             continue
         d1, m1 = cells[f"{protocol} direct c=1"], cells[f"{protocol} modelrouter c=1"]
@@ -376,6 +385,39 @@ def proxy_rows(
                         k: (after[k] - before[k]) * 1000 / r["requests"] for k in pids
                     }
                 cells[key] = r
+    return cells
+
+
+def kserve_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str, Any]]:
+    """One KServe ModelServer as the remote: direct, through modelrouter, through haproxy."""
+    kserve_bin = ensure_venv(PEERS / "kserve", kserve_requirements())
+    k_http, k_grpc, m_http, m_grpc, h_http, h_grpc = free_ports(6)
+    remote = kserve(work, "kserve-remote", k_http, k_grpc, kserve_bin)
+    router = gateway(
+        work,
+        "modelrouter-kserve",
+        m_http,
+        m_grpc,
+        f'      v1: {{endpoint: "http://127.0.0.1:{k_http}", remoteName: churn}}\n',
+        audit=True,
+    )
+    proxy = haproxy(work, h_http, h_grpc, k_http, k_grpc)
+    cells: dict[str, dict[str, Any]] = {}
+    with ExitStack() as stack:
+        for server in (remote, router, proxy):
+            stack.enter_context(serve(server))
+        plan = (
+            ("direct", k_http, None),
+            ("modelrouter", m_http, router),
+            ("haproxy", h_http, proxy),
+        )
+        for path, port, hop in plan:
+            for c in (1, 32):
+                key = f"KServe REST {path} c={c}"
+                log(key)
+                url = f"http://127.0.0.1:{port}/v2/models/churn/infer"
+                watched = {"remote": [remote], **({"hop": [hop]} if hop else {})}
+                cells[key] = measure(url, body, n, c, hey, watched)
     return cells
 
 
