@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from modelrouter.errors import Conflict, InvalidInput
+from modelrouter.errors import Conflict, InvalidInput, RolloutConflict
 from modelrouter.store import Store
+from modelrouter.store.base import RolloutWrite
 
 Check = Callable[[Store], Awaitable[None]]
 CONTRACT: list[Check] = []
@@ -119,6 +120,50 @@ async def put_routing_writes_a_change_record(store: Store) -> None:
     assert second["reason"] == "start canary"
     assert (second["previous_routing_version"], second["routing_version"]) == (1, 2)
     assert second["model"] == "churn"
+    assert (await store.verify_audit()).ok
+
+
+@contract
+async def a_rollout_step_writes_weights_and_state_together(store: Store) -> None:
+    """put_routing with a rollout: both or neither, whichever version is stale."""
+    await store.put_routing("churn", DOC_V1, "alice", "initial table")
+    started = await store.put_rollout("canary", {"phase": "Initialized"}, 0)
+    step = RolloutWrite("canary", {"phase": "Progressing", "canaryWeight": 10}, started.version)
+    after = await store.put_routing("churn", DOC_SPLIT, "rollout", "step to 10", 1, step)
+    assert after.version == 2
+    stored = await store.get_rollout("canary")
+    assert stored is not None
+    assert (stored.version, stored.state) == (started.version + 1, dict(step.state))
+    revision = await store.revision()
+    changes = len(await store.query_audit(kind="change"))
+
+    # the rollout moved on (a command was queued): neither is written
+    await store.put_rollout("canary", {**stored.state, "command": {"action": "pause"}}, 2)
+    stale = RolloutWrite("canary", {"phase": "Progressing", "canaryWeight": 20}, 2)
+    with pytest.raises(RolloutConflict):
+        await store.put_routing("churn", DOC_V1, "rollout", "step to 20", 2, stale)
+    routing = (await store.get_routing())["churn"]
+    assert (routing.version, routing.document["http"]) == (2, DOC_SPLIT["http"])
+    assert await store.revision() == revision
+    assert len(await store.query_audit(kind="change")) == changes
+    kept = await store.get_rollout("canary")
+    assert kept is not None
+    assert (kept.version, kept.state["command"]) == (3, {"action": "pause"})
+
+    # the routing moved on (an admin): neither is written either
+    fresh = RolloutWrite("canary", {"phase": "Progressing", "canaryWeight": 20}, 3)
+    with pytest.raises(Conflict) as caught:
+        await store.put_routing("churn", DOC_V1, "rollout", "step to 20", 1, fresh)
+    assert not isinstance(caught.value, RolloutConflict)
+    still = await store.get_rollout("canary")
+    assert still is not None
+    assert still.version == 3
+    assert (await store.get_routing())["churn"].version == 2
+    with pytest.raises(InvalidInput):  # a state that is not JSON: nothing written
+        await store.put_routing(
+            "churn", DOC_V1, "rollout", "x", 2, RolloutWrite("canary", {"w": math.nan}, 3)
+        )
+    assert (await store.get_routing())["churn"].version == 2
     assert (await store.verify_audit()).ok
 
 

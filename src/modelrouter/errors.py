@@ -153,6 +153,11 @@ class Conflict(ModelRouterError):
     code = "conflict"
 
 
+class RolloutConflict(Conflict):
+    """A rollout's state changed since its controller read it (a command was queued, another
+    gateway stepped it): the step must be decided again, not retried as it is."""
+
+
 class Overloaded(ModelRouterError):
     """A bounded resource is full (e.g. every event-stream slot is taken); retry later."""
 

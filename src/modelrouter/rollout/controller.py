@@ -30,7 +30,14 @@ import numpy as np
 from modelrouter.audit import records
 from modelrouter.config.rollouts import RolloutSpec
 from modelrouter.config.schema import Config
-from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelRouterError, NotFound
+from modelrouter.errors import (
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    ModelRouterError,
+    NotFound,
+    RolloutConflict,
+)
 from modelrouter.rollout.analysis import (
     FINAL_PHASES,
     CheckResult,
@@ -45,13 +52,17 @@ from modelrouter.rollout.providers import QueryProvider, provider, render
 from modelrouter.rollout.webhooks import HookResult, WebhookCaller, payload
 from modelrouter.routing.owners import ACTIVE_PHASES
 from modelrouter.routing.state import RoutingState
-from modelrouter.store.base import Store
+from modelrouter.store.base import RolloutWrite, Store
 from modelrouter.telemetry.recorder import bucket_start
 from modelrouter.telemetry.window import VersionWindow, WindowSource
 
 log = logging.getLogger(__name__)
 
 COMMANDS = ("pause", "resume", "promote", "abort")
+
+STATUS_READS = 5
+"""Reads of a rollout's status before it settles for what it has: a step between the two
+reads of the state starts it again (steps come seconds apart)."""
 
 AliasSetter = Callable[[str, str, str], Awaitable[None]]
 """``(model, version, alias)``: point an MLflow alias at the promoted version."""
@@ -163,7 +174,10 @@ class RolloutController:
         return {v: found.get(v, 0) for v in (self.spec.primary, self.spec.canary)}
 
     def with_live_weights(self, state: RolloutState) -> RolloutState:
-        live = self.live_weights()
+        return self._with_weights(state, self.live_weights())
+
+    def _with_weights(self, state: RolloutState, live: dict[str, int] | None) -> RolloutState:
+        """``state`` with the ``live`` weights (None: the rule is gone, keep the state's)."""
         if live is None or live == state.weights:
             return state
         return state.replace(weights=live, canaryWeight=live[self.spec.canary])
@@ -191,10 +205,20 @@ class RolloutController:
     async def status(self) -> dict[str, Any]:
         """The stored state, with the weights the live table has now (an admin may have
         changed them since the last step)."""
-        await self.routing.refresh()
-        state, version = await self.read()
-        state = self.with_live_weights(state)
-        rec = await self.store.get_rollout(self.name)
+        # A step writes its weights and its state in one transaction; reading the state on
+        # both sides of the routing, until no step came between, pairs them the same way.
+        for _ in range(STATUS_READS):
+            first = await self.store.get_rollout(self.name)
+            await self.routing.refresh()
+            live = self.live_weights()
+            rec = await self.store.get_rollout(self.name)
+            if (rec.version if rec else 0) == (first.version if first else 0):
+                break
+        if rec is None:
+            state, version = RolloutState(specHash=self._hash), 0
+        else:
+            state, version = RolloutState.from_json(rec.state), rec.version
+        state = self._with_weights(state, live)
         pending = (rec.state.get("command") if rec else None) or None
         return {
             "name": self.name,
@@ -427,11 +451,25 @@ class _Step:
         hooks: list[HookResult] | None = None,
         actor: str | None = None,
         audit: bool = True,
+        weights: dict[str, int] | None = None,
+        mirror: bool = False,
+        change: str | None = None,
     ) -> None:
+        """Store ``state`` (its message: ``reason``) and audit it as ``action``.
+
+        With ``weights``, the rule's weights move to them in the same store transaction
+        (``change``: the routing change's reason, default ``reason``; ``mirror``: see
+        :func:`weighted_rules`), so no reader ever sees a step's weights beside the state of
+        the step before, or the reverse."""
         before = self.state
         state = state.replace(message=reason, specHash=self.c._hash)
-        rec = await self.c.store.put_rollout(self.c.name, state.to_json(), self.version)
-        self.version, self.state = rec.version, state
+        if weights is None:
+            rec = await self.c.store.put_rollout(self.c.name, state.to_json(), self.version)
+            self.version = rec.version
+        else:
+            await self.set_weights(weights, change or reason, state, mirror)
+            self.version += 1  # written with the weights: the version it expected, plus one
+        self.state = state
         self.c._report(state)
         if not audit:
             return
@@ -470,8 +508,13 @@ class _Step:
         body = payload(self.c.name, self.spec.model, self.state.phase, kind)
         return await self.c.webhooks.run(self.spec.webhooks, kind, body)
 
-    async def set_weights(self, weights: dict[str, int], reason: str, mirror: bool = False) -> None:
-        """Write ``weights`` into the model's routing document (retried on a lost race)."""
+    async def set_weights(
+        self, weights: dict[str, int], reason: str, state: RolloutState, mirror: bool
+    ) -> None:
+        """Write ``weights`` into the model's routing document and ``state`` as the rollout's,
+        in one transaction (retried when the routing lost a race; a rollout changed since
+        this step read it raises :class:`~modelrouter.errors.RolloutConflict`)."""
+        rollout = RolloutWrite(self.c.name, state.to_json(), self.version)
         for attempt in (1, 2, 3):
             await self.c.routing.refresh()
             record = self.c.routing.records.get(self.spec.model)
@@ -479,9 +522,16 @@ class _Step:
             doc = {"http": weighted_rules(rules, self.spec, weights, mirror)}
             try:
                 await self.c.routing.update(
-                    self.spec.model, doc, self.c.actor, reason, record.version if record else None
+                    self.spec.model,
+                    doc,
+                    self.c.actor,
+                    reason,
+                    record.version if record else None,
+                    rollout,
                 )
                 return
+            except RolloutConflict:
+                raise
             except Conflict:
                 if attempt == 3:
                     raise
@@ -509,7 +559,6 @@ class _Step:
         }[self.spec.strategy]
         weights = split(self.spec, first)
         reason = f"start: {self.spec.canary} at weight {first}"
-        await self.set_weights(weights, reason, mirror=self.mirror(first))
         state = self.state.replace(
             phase="Progressing",
             canaryWeight=first,
@@ -521,7 +570,14 @@ class _Step:
             pValue=1.0,
             result=None,
         )
-        await self.save(state, "start", reason, hooks=[*gate, *pre])
+        await self.save(
+            state,
+            "start",
+            reason,
+            hooks=[*gate, *pre],
+            weights=weights,
+            mirror=self.mirror(first),
+        )
 
     def mirror(self, canary_weight: int) -> bool:
         return (
@@ -581,14 +637,12 @@ class _Step:
             await self.save(v.state.replace(phase="Promoting"), "promote", v.reason, **kw)
             await self.promote(gate=True)
         elif v.action == "conclude":
-            await self.set_weights(v.weights, v.reason)
-            await self.save(
-                v.state.replace(phase="Succeeded", weights=v.weights), "conclude", v.reason, **kw
-            )
+            concluded = v.state.replace(phase="Succeeded", weights=v.weights)
+            await self.save(concluded, "conclude", v.reason, weights=v.weights, **kw)
             await self.hooks("post-rollout")
         elif v.action == "step":
-            await self.set_weights(v.weights, v.reason, mirror=self.mirror(v.state.canaryWeight))
-            await self.save(v.state, "step", v.reason, **kw)
+            mirror = self.mirror(v.state.canaryWeight)
+            await self.save(v.state, "step", v.reason, weights=v.weights, mirror=mirror, **kw)
         else:
             await self.save(v.state, "hold", v.reason, **kw)
 
@@ -606,9 +660,8 @@ class _Step:
                 return
         weights = {self.spec.primary: 0, self.spec.canary: 100}
         reason = f"promoted: {self.spec.canary} takes all traffic of rule {self.spec.rule}"
-        await self.set_weights(weights, reason)
         state = self.state.replace(phase="Succeeded", canaryWeight=100, weights=weights)
-        await self.save(state, "promoted", reason, hooks=results, actor=actor)
+        await self.save(state, "promoted", reason, hooks=results, actor=actor, weights=weights)
         await self.alias()
         await self.hooks("post-rollout")
 
@@ -650,11 +703,18 @@ class _Step:
         **kw: Any,
     ) -> None:
         weights = split(self.spec, 0)
-        await self.set_weights(weights, f"rollback: {reason}")
         new = (state or self.state).replace(phase=phase, canaryWeight=0, weights=weights)
         if failed is not None:
             new = new.replace(failedChecks=failed)
-        await self.save(new, "rollback", reason, actor=actor, **kw)
+        await self.save(
+            new,
+            "rollback",
+            reason,
+            actor=actor,
+            weights=weights,
+            change=f"rollback: {reason}",
+            **kw,
+        )
         await self.hooks("post-rollout")
 
     # -------------------------------------------------------------- manual commands

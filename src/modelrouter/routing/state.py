@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from modelrouter.audit import records as audit_records
 from modelrouter.config.loader import config_error
 from modelrouter.config.schema import Config, ModelSpec
-from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelNotFound
+from modelrouter.errors import ConfigError, Conflict, InvalidInput, ModelNotFound, RolloutConflict
 from modelrouter.routing.owners import (
     ACTIVE_PHASES,
     FILE,
@@ -38,7 +38,7 @@ from modelrouter.routing.owners import (
     stored_owners,
 )
 from modelrouter.routing.table import RoutingTable, compile_model, rules_document
-from modelrouter.store.base import RoutingRecord, Store
+from modelrouter.store.base import RolloutWrite, RoutingRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,13 @@ class RoutingState:
         actor: str,
         reason: str,
         expected_version: int | None = None,
+        rollout: RolloutWrite | None = None,
     ) -> RoutingRecord:
-        """Validate, write to the store (audited there), and serve the new table at once."""
+        """Validate, write to the store (audited there), and serve the new table at once.
+
+        ``rollout``: a rollout state written in the same transaction (a step's weights and
+        state are one change); its stale version raises
+        :class:`~modelrouter.errors.RolloutConflict` at once, and nothing is written."""
         spec = self.validate(model, document)
         rules = routing_document(spec)["http"]
         file_spec = self.file_config.models.get(model)
@@ -271,9 +276,16 @@ class RoutingState:
             )
             try:
                 record = await self.store.put_routing(
-                    model, stored_document(rules, compact(owners, actor)), actor, reason, expected
+                    model,
+                    stored_document(rules, compact(owners, actor)),
+                    actor,
+                    reason,
+                    expected,
+                    rollout,
                 )
                 break
+            except RolloutConflict:
+                raise  # the rollout moved on: its controller decides again
             except Conflict:
                 if expected_version is not None or attempt == IMPORT_ATTEMPTS - 1:
                     raise

@@ -34,7 +34,7 @@ from modelrouter.audit.chain import (
     normalize,
     prepare_record,
 )
-from modelrouter.errors import Conflict, InvalidInput
+from modelrouter.errors import Conflict, InvalidInput, RolloutConflict
 from modelrouter.store.faults import StoreFault
 
 log = logging.getLogger("modelrouter.store")
@@ -71,6 +71,18 @@ class RolloutRecord:
 
 IntentState = Literal["loaded", "unloaded"]
 INTENT_STATES: tuple[IntentState, ...] = ("loaded", "unloaded")
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutWrite:
+    """A rollout state written in the same transaction as a routing document
+    (:meth:`Store.put_routing`): a rollout's step moves the weights and records where it is
+    as one change, so no reader sees the new weights with the old state, or the reverse."""
+
+    name: str
+    state: Mapping[str, Any]
+    expected_version: int
+    """The stored version the controller read (0: none yet); the new one is this plus 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +225,16 @@ class Store(abc.ABC):
         actor: str,
         reason: str,
         expected_version: int | None = None,
+        rollout: RolloutWrite | None = None,
     ) -> RoutingRecord:
         """Replace the routing document of ``model``, bump its version and :meth:`revision`.
 
         With ``expected_version`` (0 for "the model has no document yet") the write happens only
         if the stored version still equals it, else :class:`~modelrouter.errors.Conflict`.
         The same transaction appends a ``change`` audit record (actor, before, after, reason)
-        and notifies every watcher.
+        and notifies every watcher. With ``rollout``, it also replaces that rollout's state
+        (as :meth:`put_rollout` with its ``expected_version``): both are written or neither,
+        and a stale rollout version is a :class:`~modelrouter.errors.RolloutConflict`.
         """
 
     @abc.abstractmethod
@@ -688,9 +703,9 @@ def prune_cutoff(
 
 
 def check_rollout_expected(name: str, current: int, expected: int | None) -> None:
-    """Raise :class:`Conflict` when an optimistic rollout write's version is stale."""
+    """Raise :class:`RolloutConflict` when an optimistic rollout write's version is stale."""
     if expected is not None and expected != current:
-        raise Conflict(
+        raise RolloutConflict(
             f"rollout {name} is at version {current}, not {expected}: "
             "it changed since you read it; read it again and retry"
         )
@@ -701,6 +716,14 @@ def normalize_rollout_state(state: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(state, Mapping):
         raise InvalidInput(f"a rollout state must be a mapping, not {type(state).__name__}")
     return normalize(state)
+
+
+def stored_rollout_state(rollout: RolloutWrite | None) -> str:
+    """The JSON text a SQL store keeps for the state of a rollout written together with a
+    routing document ("" when there is none), checked before the transaction starts."""
+    if rollout is None:
+        return ""
+    return json.dumps(normalize_rollout_state(rollout.state), ensure_ascii=False)
 
 
 # -- telemetry rows ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from modelrouter.store.base import (
     MetricRow,
     Order,
     RolloutRecord,
+    RolloutWrite,
     RoutingRecord,
     Store,
     Watch,
@@ -71,14 +72,18 @@ class MemoryStore(Store):
         actor: str,
         reason: str,
         expected_version: int | None = None,
+        rollout: RolloutWrite | None = None,
     ) -> RoutingRecord:
         doc = normalize_document(document)
+        state = None if rollout is None else normalize_rollout_state(rollout.state)
         async with self._lock:
             before = self._routing.get(model)
             check_expected(model, before.version if before else 0, expected_version)
             after = RoutingRecord(
                 model, (before.version if before else 0) + 1, doc, self._clock(), actor
             )
+            if rollout is not None and state is not None:
+                self._put_rollout_locked(rollout.name, state, rollout.expected_version)
             self._append_locked(
                 prepare_records([change_record(model, before, after, reason)], after.updated_at)
             )
@@ -214,12 +219,18 @@ class MemoryStore(Store):
     ) -> RolloutRecord:
         data = normalize_rollout_state(state)
         async with self._lock:
-            before = self._rollouts.get(name)
-            current = before.version if before else 0
-            check_rollout_expected(name, current, expected_version)
-            after = RolloutRecord(name, current + 1, data, self._clock())
-            self._rollouts[name] = after
+            after = self._put_rollout_locked(name, data, expected_version)
         return _copy_rollout(after)
+
+    def _put_rollout_locked(
+        self, name: str, data: dict[str, Any], expected_version: int | None
+    ) -> RolloutRecord:
+        before = self._rollouts.get(name)
+        current = before.version if before else 0
+        check_rollout_expected(name, current, expected_version)
+        after = RolloutRecord(name, current + 1, data, self._clock())
+        self._rollouts[name] = after
+        return after
 
     async def list_rollouts(self) -> list[RolloutRecord]:
         return [_copy_rollout(self._rollouts[n]) for n in sorted(self._rollouts)]

@@ -28,7 +28,12 @@ import psycopg
 
 from modelrouter.audit.chain import GENESIS_HASH, ChainPoint, index_columns, seal_text, unseal
 from modelrouter.audit.gaps import GAP_KIND
-from modelrouter.errors import ConfigError, Conflict, ModelRouterError, StoreError
+from modelrouter.errors import (
+    ConfigError,
+    ModelRouterError,
+    RolloutConflict,
+    StoreError,
+)
 from modelrouter.store.base import (
     FEEDBACK_ONCE_INDEX,
     METRIC_COLUMNS,
@@ -41,6 +46,7 @@ from modelrouter.store.base import (
     MetricRow,
     Order,
     RolloutRecord,
+    RolloutWrite,
     RoutingRecord,
     Store,
     StoredRecord,
@@ -62,6 +68,7 @@ from modelrouter.store.base import (
     prepare_records,
     prune_cutoff,
     prune_record,
+    stored_rollout_state,
 )
 from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
@@ -387,9 +394,11 @@ class PostgresStore(Store):
         actor: str,
         reason: str,
         expected_version: int | None = None,
+        rollout: RolloutWrite | None = None,
     ) -> RoutingRecord:
         doc = normalize_document(document)
         text = json.dumps(doc, ensure_ascii=False)
+        rollout_text = stored_rollout_state(rollout)
 
         async def write(conn: Conn) -> RoutingRecord:
             cur = await conn.execute(
@@ -404,6 +413,10 @@ class PostgresStore(Store):
             current = before.version if before else 0
             check_expected(model, current, expected_version)
             after = RoutingRecord(model, current + 1, doc, self._clock(), actor)
+            if rollout is not None:
+                await self._put_rollout_locked(
+                    conn, rollout.name, rollout_text, rollout.expected_version
+                )
             await conn.execute(
                 f"INSERT INTO {self._t_routing} VALUES (%s, %s, %s, %s, %s)"
                 " ON CONFLICT (model) DO UPDATE SET version = excluded.version,"
@@ -686,27 +699,37 @@ class PostgresStore(Store):
 
         async def write(conn: Conn) -> RolloutRecord:
             async with conn.transaction():
-                cur = await conn.execute(
-                    f"SELECT version FROM {self._t_rollout} WHERE name = %s FOR UPDATE", (name,)
+                version, updated_at = await self._put_rollout_locked(
+                    conn, name, text, expected_version
                 )
-                row = await cur.fetchone()
-                current = row[0] if row else 0
-                check_rollout_expected(name, current, expected_version)
-                after = RolloutRecord(name, current + 1, data, self._clock())
-                await conn.execute(
-                    f"INSERT INTO {self._t_rollout} VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET version = excluded.version,"
-                    " state = excluded.state, updated_at = excluded.updated_at",
-                    (name, after.version, text, after.updated_at),
-                )
-                return after
+                return RolloutRecord(name, version, data, updated_at)
 
         try:
             return await self._op(write, read_only=False)
         except StoreError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                raise Conflict(f"rollout {name} was created concurrently; retry") from exc
+                raise RolloutConflict(f"rollout {name} was created concurrently; retry") from exc
             raise
+
+    async def _put_rollout_locked(
+        self, conn: Conn, name: str, text: str, expected_version: int | None
+    ) -> tuple[int, float]:
+        """Replace rollout ``name``'s state (JSON ``text``) inside the caller's transaction,
+        its row locked first; its new version and time."""
+        cur = await conn.execute(
+            f"SELECT version FROM {self._t_rollout} WHERE name = %s FOR UPDATE", (name,)
+        )
+        row = await cur.fetchone()
+        current = row[0] if row else 0
+        check_rollout_expected(name, current, expected_version)
+        version, updated_at = current + 1, self._clock()
+        await conn.execute(
+            f"INSERT INTO {self._t_rollout} VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET version = excluded.version,"
+            " state = excluded.state, updated_at = excluded.updated_at",
+            (name, version, text, updated_at),
+        )
+        return version, updated_at
 
     async def list_rollouts(self) -> list[RolloutRecord]:
         async def read(conn: Conn) -> list[RolloutRecord]:

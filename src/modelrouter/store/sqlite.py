@@ -38,6 +38,7 @@ from modelrouter.store.base import (
     MetricRow,
     Order,
     RolloutRecord,
+    RolloutWrite,
     RoutingRecord,
     Store,
     StoredRecord,
@@ -59,6 +60,7 @@ from modelrouter.store.base import (
     prepare_records,
     prune_cutoff,
     prune_record,
+    stored_rollout_state,
 )
 from modelrouter.store.faults import RECENT_GAPS, FaultTracker, StoreFault, new_epoch
 
@@ -406,9 +408,11 @@ class SQLiteStore(Store):
         actor: str,
         reason: str,
         expected_version: int | None = None,
+        rollout: RolloutWrite | None = None,
     ) -> RoutingRecord:
         doc = normalize_document(document)
         text = json.dumps(doc, ensure_ascii=False)
+        rollout_text = stored_rollout_state(rollout)
 
         def write(conn: sqlite3.Connection) -> RoutingRecord:
             row = conn.execute(
@@ -421,6 +425,8 @@ class SQLiteStore(Store):
             current = before.version if before else 0
             check_expected(model, current, expected_version)
             after = RoutingRecord(model, current + 1, doc, self._clock(), actor)
+            if rollout is not None:
+                self._put_rollout_locked(conn, rollout.name, rollout_text, rollout.expected_version)
             conn.execute(
                 "INSERT OR REPLACE INTO mr_routing VALUES (?, ?, ?, ?, ?)",
                 (model, after.version, text, after.updated_at, actor),
@@ -648,17 +654,25 @@ class SQLiteStore(Store):
         text = json.dumps(data, ensure_ascii=False)
 
         def write(conn: sqlite3.Connection) -> RolloutRecord:
-            row = conn.execute("SELECT version FROM mr_rollout WHERE name = ?", (name,)).fetchone()
-            current = row[0] if row else 0
-            check_rollout_expected(name, current, expected_version)
-            after = RolloutRecord(name, current + 1, data, self._clock())
-            conn.execute(
-                "INSERT OR REPLACE INTO mr_rollout VALUES (?, ?, ?, ?)",
-                (name, after.version, text, after.updated_at),
-            )
-            return after
+            version, updated_at = self._put_rollout_locked(conn, name, text, expected_version)
+            return RolloutRecord(name, version, data, updated_at)
 
         return await self._write(write)
+
+    def _put_rollout_locked(
+        self, conn: sqlite3.Connection, name: str, text: str, expected_version: int | None
+    ) -> tuple[int, float]:
+        """Replace rollout ``name``'s state (JSON ``text``) inside a write transaction; its
+        new version and time."""
+        row = conn.execute("SELECT version FROM mr_rollout WHERE name = ?", (name,)).fetchone()
+        current = row[0] if row else 0
+        check_rollout_expected(name, current, expected_version)
+        version, updated_at = current + 1, self._clock()
+        conn.execute(
+            "INSERT OR REPLACE INTO mr_rollout VALUES (?, ?, ?, ?)",
+            (name, version, text, updated_at),
+        )
+        return version, updated_at
 
     async def list_rollouts(self) -> list[RolloutRecord]:
         def read(conn: sqlite3.Connection) -> list[RolloutRecord]:

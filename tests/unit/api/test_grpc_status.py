@@ -28,6 +28,7 @@ CASES: list[tuple[errors.ModelRouterError, grpc.StatusCode]] = [
     (errors.UpstreamTimeout("slow"), grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.StoreError("db down"), grpc.StatusCode.UNAVAILABLE),
     (errors.Conflict("raced"), grpc.StatusCode.ABORTED),
+    (errors.RolloutConflict("stepped meanwhile"), grpc.StatusCode.ABORTED),
     (errors.FaultInjected(418, "m", "r"), grpc.StatusCode.UNAVAILABLE),
     (errors.ConfigError("bad field", "a.b"), grpc.StatusCode.INVALID_ARGUMENT),
     (errors.ModelLoadError("cannot load"), grpc.StatusCode.INTERNAL),

@@ -425,3 +425,101 @@ def test_ab_totals_count_from_the_bucket_the_rollout_started_in() -> None:
         assert set(totals) == {started - 0.25}
 
     asyncio.run(main())
+
+
+def _stored_weights(rig: Rig) -> dict[int, Any]:
+    """The weights in each version of the rollout's stored state, filled as it is written
+    (the store's own writes, wrapped)."""
+    seen: dict[int, Any] = {}
+    store = rig.store
+    put_routing, put_rollout = store.put_routing, store.put_rollout
+
+    async def remember() -> None:
+        rec = await store.get_rollout("churn-v2")
+        if rec is not None:
+            seen[rec.version] = rec.state.get("weights")
+
+    async def routing(*args: Any, **kwargs: Any) -> Any:
+        out = await put_routing(*args, **kwargs)
+        await remember()
+        return out
+
+    async def rollout(*args: Any, **kwargs: Any) -> Any:
+        out = await put_rollout(*args, **kwargs)
+        await remember()
+        return out
+
+    store.put_routing = routing  # type: ignore[method-assign]
+    store.put_rollout = rollout  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_step_writes_its_weights_and_its_state_in_one_transaction() -> None:
+    """Right after the routing write of every step, the stored state is already that step's:
+    the live weights and the stored ones agree (they were two writes, with the new weights
+    beside the previous step's state in between)."""
+
+    async def main() -> None:
+        rig = Rig()
+        await rig.start()
+        observer = RoutingState(rig.config, rig.store)  # another gateway
+        mismatches: list[tuple[Any, Any]] = []
+        put_routing = rig.store.put_routing
+
+        async def look_after(*args: Any, **kwargs: Any) -> Any:
+            out = await put_routing(*args, **kwargs)
+            await observer.refresh()
+            rule = next(r for r in observer.specs["churn"].http if r.name == "default")
+            live = {d.destination: d.weight or 0 for d in rule.route}
+            rec = await rig.store.get_rollout("churn-v2")
+            stored = rec.state.get("weights") if rec else None
+            if stored != {v: live.get(v, 0) for v in ("v1", "v2")}:
+                mismatches.append((live, stored))
+            return out
+
+        rig.store.put_routing = look_after  # type: ignore[method-assign]
+        await rig.c.tick()
+        assert await rig.steps(2) == ["Progressing", "Succeeded"]
+        changes = await rig.store.query_audit(kind="change", model="churn")
+        assert len(changes) >= 3  # start, step, promoted: each looked at
+        assert mismatches == []
+
+    asyncio.run(main())
+
+
+def test_status_pairs_the_live_weights_with_the_state_of_the_same_step() -> None:
+    """A step that lands while another gateway reads the status (between its read of the
+    routing and of the state) makes it read again: the weights shown are those of the
+    state shown, never the previous step's beside the next one's state."""
+
+    async def main() -> None:
+        rig = Rig()
+        await rig.start()
+        await rig.c.tick()  # Progressing at 20
+        stored = _stored_weights(rig)
+        name, spec = next(iter(rig.config.rollouts.items()))
+        routing = RoutingState(rig.config, rig.store)
+        observer = RolloutController(
+            name, spec, rig.store, routing, rig.windows, clock=rig.clock, owner="gw-2"
+        )
+        refresh = observer.routing.refresh
+        stepped: list[bool] = []
+
+        async def refresh_then_step() -> None:
+            await refresh()
+            if not stepped:  # once: the rollout steps right after the routing was read
+                stepped.append(True)
+                rig.clock.advance(10)
+                await rig.c.tick()
+
+        observer.routing.refresh = refresh_then_step  # type: ignore[method-assign]
+        status = await observer.status()
+        assert stepped
+        assert status["weights"] == {"v1": 60, "v2": 40} == rig.weights()
+        assert status["weights"] == stored[status["version"]]
+        assert status["canaryWeight"] == 40
+        latest = await rig.store.get_rollout("churn-v2")
+        assert latest is not None
+        assert status["message"] == latest.state["message"]
+
+    asyncio.run(main())
