@@ -237,6 +237,13 @@ def test_setting_weights_changes_the_served_split(
     expect(page.locator("#model-churn tr[data-version='v1']")).to_contain_text("default: 0%")
     expect(page.locator("#changes tbody tr").first).to_contain_text("v1 0%, v2 100%")
     expect(page.locator("#changes tbody tr").first).to_contain_text(ACTOR)
+    # the paused rollout's card: the live split, and a note with the rollout's own weights
+    status = api.get("/api/v1/rollouts/churn-v2").json()
+    assert status["weights"] == {"v1": 0, "v2": 100}
+    assert status["rolloutWeights"] != status["weights"]
+    card = page.locator("#rollout-churn-v2")
+    expect(card.locator(".split")).to_have_attribute("aria-label", "live weights v1 0%, v2 100%")
+    expect(card.locator(".note")).to_contain_text("someone else changed rule default")
 
     # weights that do not add up are refused before any request
     form.get_by_label("Weight of v1 in rule default").fill("30")

@@ -218,6 +218,7 @@ class RolloutController:
             state, version = RolloutState(specHash=self._hash), 0
         else:
             state, version = RolloutState.from_json(rec.state), rec.version
+        own = dict(state.weights)
         state = self._with_weights(state, live)
         pending = (rec.state.get("command") if rec else None) or None
         return {
@@ -230,6 +231,9 @@ class RolloutController:
             "version": version,
             "pendingCommand": pending,
             **state.to_json(),
+            # what the rollout itself last wrote: ``weights`` (the live table) differs from it
+            # only when someone else changed the rule since
+            "rolloutWeights": own,
         }
 
     # ------------------------------------------------------------------ manual control

@@ -523,3 +523,25 @@ def test_status_pairs_the_live_weights_with_the_state_of_the_same_step() -> None
         assert status["message"] == latest.state["message"]
 
     asyncio.run(main())
+
+
+def test_status_shows_the_live_weights_and_the_rollouts_own() -> None:
+    """An admin changes a paused rollout's rule: ``weights`` is the live table,
+    ``rolloutWeights`` what the rollout last wrote, in the same read."""
+
+    async def main() -> None:
+        rig = Rig()
+        await rig.start()
+        await rig.c.tick()  # Progressing at 20
+        await rig.c.command("pause", "dave", wait=1)
+        status = await rig.c.status()
+        assert status["weights"] == status["rolloutWeights"] == {"v1": 80, "v2": 20}
+        doc = rig.routing.document("churn")
+        rules = weighted_rules(doc["http"], rig.c.spec, {"v1": 50, "v2": 50}, False)
+        await rig.routing.update("churn", {"http": rules}, "admin/dave", "half and half")
+        status = await rig.c.status()
+        assert status["weights"] == {"v1": 50, "v2": 50}
+        assert status["canaryWeight"] == 50
+        assert status["rolloutWeights"] == {"v1": 80, "v2": 20}
+
+    asyncio.run(main())

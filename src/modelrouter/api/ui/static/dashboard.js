@@ -549,10 +549,10 @@ function renderRollouts() {
       ["promote", "Promote", final],
       ["abort", "Abort", final],
     ].map(([action, label, disabled]) => h("button", { type: "button", class: action === "abort" ? "danger" : "", disabled, "aria-label": `${label} rollout ${r.name}`, onclick: () => rolloutCommand(r.name, action) }, label));
-    const own = r.weights || {};
-    const live = liveWeights(r.model, r.rule);
-    const w = live || own;
-    const differs = live && Object.keys(own).length && Object.keys(own).some((v) => (own[v] ?? 0) !== (live[v] ?? 0));
+    // one response, one read: the live weights and the rollout's own, as the status paired them
+    const w = r.weights || {};
+    const own = r.rolloutWeights || w;
+    const differs = Object.keys(own).some((v) => (own[v] ?? 0) !== (w[v] ?? 0));
     return h("article", { class: "card wide rollout", id: slug("rollout", r.name), "data-phase": r.phase },
       h("div", { class: "rollout-main" },
         h("h3", {}, r.name, " ", h("span", { class: `badge phase-${r.phase.toLowerCase()}`, "aria-label": `phase ${r.phase}` }, r.phase)),
@@ -566,12 +566,6 @@ function renderRollouts() {
         r.strategy === "bandit" ? banditChart(r, history) : null),
       h("div", { class: "rollout-steps" }, timeline(history)));
   }));
-}
-
-function liveWeights(model, ruleName) {
-  const rule = rulesOf(model).find((x) => x.name === ruleName);
-  if (!rule) return null;
-  return Object.fromEntries((rule.route || []).map((d) => [d.destination, d.weight ?? 100]));
 }
 
 function abResult(r, history) {
