@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from modelrouter.audit.chain import prepare_record
@@ -87,6 +87,7 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
+        self._sources: list[Callable[[], None]] = []
 
     # -- producer side -------------------------------------------------------------------
 
@@ -105,6 +106,16 @@ class AuditWriter:
             "pending": self.pending,
             "timedOut": self.timed_out,
         }
+
+    def add_source(self, drain: Callable[[], None]) -> None:
+        """A producer that holds records back for a moment (the data plane keeps a loop
+        turn's decisions to build them together): :meth:`flush` and :meth:`close` call
+        ``drain`` first, so what it holds counts as submitted before them."""
+        self._sources.append(drain)
+
+    def _drain_sources(self) -> None:
+        for drain in self._sources:
+            drain()
 
     def submit(self, record: Mapping[str, Any]) -> bool:
         """Queue ``record`` (``time`` is now if it has none). False when dropped: queue full
@@ -157,6 +168,7 @@ class AuditWriter:
 
     async def flush(self) -> None:
         """Wait until every record submitted before this call is committed (or dropped)."""
+        self._drain_sources()
         if self._processed >= self._accepted:
             return
         if self._task is None:
@@ -185,6 +197,7 @@ class AuditWriter:
         :class:`~modelrouter.errors.StoreError`."""
         if self._closed:
             return
+        self._drain_sources()
         self._closing = True
         if self._task is None and self._queue:
             self.start()

@@ -280,3 +280,29 @@ def test_a_durable_record_whose_write_was_under_way_stays_on_the_record() -> Non
         await writer.close()
 
     asyncio.run(main())
+
+
+def test_flush_and_close_drain_the_sources_first() -> None:
+    """A producer that holds records back (the data plane, for a loop turn) is drained by
+    flush and close: what it holds counts as submitted before them."""
+
+    async def main() -> None:
+        store = FlakyStore()
+        writer = AuditWriter(store, flush_interval=10)
+        held: list[dict[str, Any]] = []
+
+        def drain() -> None:
+            while held:
+                writer.submit(held.pop(0))
+
+        writer.add_source(drain)
+        held += [rec(1), rec(2)]
+        await writer.flush()  # long before the 10 s interval
+        assert [r["request_id"] for r in await store.query_audit(order="asc")] == ["r1", "r2"]
+        held.append(rec(3))
+        await writer.close()
+        assert held == []
+        assert await store.count() == 3
+        assert writer.dropped == 0
+
+    asyncio.run(main())
