@@ -399,7 +399,8 @@ class DataPlane:
         pinned: bool,
         prediction: list[Any] | None = None,
     ) -> None:
-        """One audit record per decision: queued, or committed first in durable mode.
+        """One audit record per decision: queued at the end of this loop turn (with the turn's
+        others), or committed before the answer in durable mode.
 
         The fields are those :mod:`modelrouter.audit.explain` reads: ``version`` is the version
         routing chose, ``served_by`` the one that answered (None on failure), ``fallbacks`` the
