@@ -186,9 +186,8 @@ def test_bandit_moves_most_traffic_to_the_better_arm(
 """
 
     def moved(s: dict[str, Any]) -> bool:
-        # the status has the live table's weights and the stored state's result: a step sets
-        # the weights, then saves the state, so a read in between has the new weights and
-        # the previous result (None after the start)
+        # a step writes its weights and its result in one transaction, and the status pairs
+        # them: the weights and P(best) read here come from the same step
         best = ((s.get("result") or {}).get("probabilityBest") or {}).get("v2", 0)
         return bool((s.get("weights") or {}).get("v2", 0) >= 80 and best > 0.8)
 
