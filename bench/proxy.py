@@ -41,6 +41,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -388,6 +389,27 @@ def proxy_rows(
     return cells
 
 
+def rest_cells(
+    prefix: str,
+    plan: Sequence[tuple[str, int, ServerProcess | None]],
+    remotes: list[ServerProcess],
+    body: Path,
+    n: int,
+    hey: str,
+) -> dict[str, dict[str, Any]]:
+    """``prefix PATH c=C`` cells of REST rows: each ``(path, port, hop)`` of ``plan`` at c=1
+    and c=32, the CPU of ``remotes`` (together) and of the hop (when there is one)."""
+    cells: dict[str, dict[str, Any]] = {}
+    for path, port, hop in plan:
+        for c in (1, 32):
+            key = f"{prefix} {path} c={c}"
+            log(key)
+            url = f"http://127.0.0.1:{port}/v2/models/churn/infer"
+            watched = {"remote": remotes, **({"hop": [hop]} if hop else {})}
+            cells[key] = measure(url, body, n, c, hey, watched)
+    return cells
+
+
 def kserve_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str, Any]]:
     """One KServe ModelServer as the remote: direct, through modelrouter, through haproxy."""
     kserve_bin = ensure_venv(PEERS / "kserve", kserve_requirements())
@@ -402,7 +424,6 @@ def kserve_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str,
         audit=True,
     )
     proxy = haproxy(work, h_http, h_grpc, k_http, k_grpc)
-    cells: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
         for server in (remote, router, proxy):
             stack.enter_context(serve(server))
@@ -411,14 +432,7 @@ def kserve_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str,
             ("modelrouter", m_http, router),
             ("haproxy", h_http, proxy),
         )
-        for path, port, hop in plan:
-            for c in (1, 32):
-                key = f"KServe REST {path} c={c}"
-                log(key)
-                url = f"http://127.0.0.1:{port}/v2/models/churn/infer"
-                watched = {"remote": [remote], **({"hop": [hop]} if hop else {})}
-                cells[key] = measure(url, body, n, c, hey, watched)
-    return cells
+        return rest_cells("KServe REST", plan, [remote], body, n, hey)
 
 
 def guide_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str, Any]]:
@@ -433,17 +447,11 @@ def guide_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str, 
         f'      v2: {{endpoint: "http://127.0.0.1:{p2}", remoteName: churn}}\n' + GUIDE_RULE
     )
     router = gateway(work, "modelrouter-guide", m_http, m_grpc, versions, audit=True)
-    cells: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
         for server in (v1, v2, split, router):
             stack.enter_context(serve(server))
-        for path, port, hop in (("haproxy", front, split), ("modelrouter", m_http, router)):
-            for c in (1, 32):
-                key = f"guide {path} c={c}"
-                log(key)
-                url = f"http://127.0.0.1:{port}/v2/models/churn/infer"
-                cells[key] = measure(url, body, n, c, hey, {"remote": [v1, v2], "hop": [hop]})
-    return cells
+        plan = (("haproxy", front, split), ("modelrouter", m_http, router))
+        return rest_cells("guide", plan, [v1, v2], body, n, hey)
 
 
 def _ok(passed: bool) -> str:

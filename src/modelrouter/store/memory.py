@@ -75,14 +75,14 @@ class MemoryStore(Store):
         rollout: RolloutWrite | None = None,
     ) -> RoutingRecord:
         doc = normalize_document(document)
-        state = None if rollout is None else normalize_rollout_state(rollout.state)
         async with self._lock:
             before = self._routing.get(model)
             check_expected(model, before.version if before else 0, expected_version)
             after = RoutingRecord(
                 model, (before.version if before else 0) + 1, doc, self._clock(), actor
             )
-            if rollout is not None and state is not None:
+            if rollout is not None:  # checked and normalized before anything changes
+                state = normalize_rollout_state(rollout.state)
                 self._put_rollout_locked(rollout.name, state, rollout.expected_version)
             self._append_locked(
                 prepare_records([change_record(model, before, after, reason)], after.updated_at)
