@@ -5,7 +5,13 @@ validation), so stacking rows multiplies throughput under concurrency. Unlike a 
 holds every request for a fixed window (KServe's, Triton's dynamic batcher with a queue delay),
 this one never makes a lone request wait:
 
-- a request that finds no predict running and nothing queued starts at once;
+- a request that finds no predict running and nothing queued starts at once, with the requests
+  that are ready in the same event-loop tick;
+- under load (the version's last predict served several requests), a batch that finds the
+  version idle gathers for as long as each loop turn brings it more requests: the loop's next
+  poll for data has no timeout, so the turn costs the wait of the work it does, and the
+  gathering ends at the first turn that brings none, at ``maxBatchSize`` rows, or after
+  ``maxLatency``. A request that comes alone after a burst looks once and starts;
 - requests that arrive while a predict is running queue up, and the queue starts as one batch
   the moment that predict ends, or as soon as it holds ``maxBatchSize`` rows, or after
   ``maxLatency`` (a bound on the wait behind a slow predict, not a window every request pays).
@@ -106,6 +112,10 @@ class _Lane:
     queue: list[_Item] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
+    seen: int = 0
+    """Requests queued when the lane last looked whether more were on their way."""
+    since: float = 0.0
+    """Loop time at which the lane began gathering (the ``maxLatency`` bound)."""
 
 
 class Batcher:
@@ -126,6 +136,8 @@ class Batcher:
         """Predicts that served more than one request."""
         self.batched_requests = 0
         """Requests answered by those predicts."""
+        self.last_batch = 0
+        """Requests served by the last predict started (of any lane): the sign of load."""
 
     @staticmethod
     def key(request: InferenceRequest) -> BatchKey | None:
@@ -166,11 +178,28 @@ class Batcher:
         if not lane.queue:
             return
         if lane.running == 0:
-            self._start(key, lane)
+            if self._gathering(lane):
+                asyncio.get_running_loop().call_soon(self._start_if_idle, key, lane)
+            else:
+                self._start(key, lane)
         elif lane.timer is None:
             lane.timer = asyncio.get_running_loop().call_later(
                 self.max_latency, self._start, key, lane
             )
+
+    def _gathering(self, lane: _Lane) -> bool:
+        """Whether ``lane``'s batch waits one more loop turn for the requests on their way:
+        only under load, while the last turn brought more, and within ``maxLatency``."""
+        queued = len(lane.queue)
+        if self.last_batch < 2 or queued <= lane.seen:
+            return False
+        now = asyncio.get_running_loop().time()
+        if lane.seen == 0:
+            lane.since = now
+        elif now - lane.since >= self.max_latency:
+            return False
+        lane.seen = queued
+        return True
 
     def _next(self, key: BatchKey, lane: _Lane) -> None:
         """A predict of ``lane`` ended: start what queued behind it, or forget the idle lane."""
@@ -181,13 +210,14 @@ class Batcher:
             del self._lanes[key]
 
     def _start(self, key: BatchKey, lane: _Lane) -> None:
-        items, lane.queue, lane.rows = lane.queue, [], 0
+        items, lane.queue, lane.rows, lane.seen = lane.queue, [], 0, 0
         if lane.timer is not None:
             lane.timer.cancel()
             lane.timer = None
         if not items:
             return
         lane.running += 1
+        self.last_batch = len(items)
         requests = [r for r, _ in items]
         if self.inline:
             try:

@@ -99,6 +99,88 @@ def test_a_lone_request_never_waits_for_the_window() -> None:
     assert b.batches == 0
 
 
+async def one_per_turn(b: Batcher, n: int, value: float) -> list[list[Tensor]]:
+    """``n`` requests, one started in each loop turn (as requests arriving one poll apart)."""
+    calls = []
+    for _ in range(n):
+        calls.append(asyncio.ensure_future(b.infer(req(np.full((1, 2), value)))))
+        await asyncio.sleep(0)
+    return await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+
+def test_under_load_a_batch_gathers_while_each_loop_turn_brings_more() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=30))
+
+    async def main() -> None:
+        # idle: one per turn, no sign of load, so the first starts at once, alone
+        await one_per_turn(b, 4, 1.0)
+        first = list(rt.calls)
+        # the last predict served several requests: a batch now waits while requests keep
+        # coming, one a turn, and starts at the first turn that brings none
+        await asyncio.gather(*(b.infer(req(np.ones((1, 2)))) for _ in range(3)))
+        rt.calls.clear()
+        results = await one_per_turn(b, 6, 2.0)
+        assert rt.calls == [6]
+        for outs in results:
+            np.testing.assert_array_equal(outs[0].data, np.full((1, 2), 4.0))
+        assert first[0] == 1
+
+    run(main())
+
+
+def test_after_a_burst_a_lone_request_looks_once_and_starts() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=30))
+
+    async def main() -> None:
+        await asyncio.gather(*(b.infer(req(np.ones((1, 2)))) for _ in range(5)))
+        for _ in range(3):  # one after the other
+            await asyncio.wait_for(b.infer(req(np.ones((1, 2)))), 2)
+
+    run(main())
+    assert rt.calls == [5, 1, 1, 1]
+    assert b.last_batch == 1
+
+
+def test_gathering_ends_at_max_latency_or_max_batch_size() -> None:
+    rt = Doubler()
+    b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=0.02))
+
+    async def trickle(until: float) -> None:
+        """A request every loop turn, with 1 ms of work between, until ``until``."""
+        calls = []
+        loop = asyncio.get_running_loop()
+        while loop.time() < until:
+            calls.append(asyncio.ensure_future(b.infer(req(np.ones((1, 2))))))
+            time.sleep(0.001)  # noqa: ASYNC251 - the loop busy with other work, on purpose
+            await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    async def main() -> None:
+        await asyncio.gather(*(b.infer(req(np.ones((1, 2)))) for _ in range(2)))
+        rt.calls.clear()
+        await trickle(asyncio.get_running_loop().time() + 0.2)
+
+    run(main())
+    # about 200 requests over 200 ms: each batch gathered at most 20 ms of them, never all
+    assert sum(rt.calls) > 50
+    assert len(rt.calls) >= 5
+    assert max(rt.calls) <= 30
+
+    rt2 = Doubler()
+    small = Batcher(rt2, BatcherSpec(maxBatchSize=4, maxLatency=30))
+
+    async def full() -> None:
+        await asyncio.gather(*(small.infer(req(np.ones((1, 2)))) for _ in range(2)))
+        rt2.calls.clear()
+        await one_per_turn(small, 10, 1.0)
+
+    run(full())
+    assert max(rt2.calls) <= 4
+    assert sum(rt2.calls) == 10
+
+
 def test_requests_queue_only_behind_a_running_predict_and_start_when_it_ends() -> None:
     rt = Slow(0.05)
     b = Batcher(rt, BatcherSpec(maxBatchSize=64, maxLatency=30))
