@@ -111,6 +111,7 @@ def build_services(loaded: LoadedConfig, store: Store | None = None) -> Services
     telemetry = Telemetry(store, server.telemetry)
     telemetry.metrics.watch_repository(repository)
     dataplane = DataPlane(config, repository, routing, None, audit, telemetry)
+    telemetry.metrics.watch_batchers(dataplane.batch_counts)
     if dataplane.outliers.enabled:
         dataplane.outliers.listener = ejection_listener(audit, telemetry)
     workers = server.shadow.workers

@@ -35,7 +35,7 @@ from modelrouter.protocol.types import (
 from modelrouter.routing.decide import Decision, RequestContext, decide, pinned
 from modelrouter.routing.table import RoutingTable, compile_table, routed_versions
 from modelrouter.runtime.base import LocalRuntime, ModelRuntime
-from modelrouter.runtime.batcher import Batcher, batched
+from modelrouter.runtime.batcher import BatchCounts, Batcher, batched
 from modelrouter.runtime.repository import ModelRepository
 from modelrouter.shadow.process import ProcessShadows
 from modelrouter.shadow.runner import ShadowRunner
@@ -156,6 +156,9 @@ class DataPlane:
         self.outliers = OutlierDetector(config)
         self._defaults = {name: m.default_version for name, m in config.models.items()}
         self._batching = {name: m.batcher or BatcherSpec() for name, m in config.models.items()}
+        self.batch_counts: dict[tuple[str, str], BatchCounts] = {}
+        """What each batched version's batcher did, kept across reloads (the metrics read
+        it); one entry per version that was ever batched here."""
         self._non_finite = frozenset(n for n, m in config.models.items() if m.allowNonFinite)
         # ``outputNames`` of each version: runtime name -> client name, and back
         self._renames: dict[tuple[str, str], dict[str, str]] = {
@@ -464,7 +467,8 @@ class DataPlane:
             spec = self._batching.get(model)
             if spec is None or not batched(spec, runtime):
                 return runtime.infer(request)
-            batcher = runtime.batcher = Batcher(runtime, spec)
+            counts = self.batch_counts.setdefault((model, runtime.version), BatchCounts())
+            batcher = runtime.batcher = Batcher(runtime, spec, counts)
         return batcher.infer(request)
 
     async def call_version(

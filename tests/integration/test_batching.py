@@ -11,6 +11,7 @@ import httpx
 import joblib
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelrouter.app import build_services, create_app
 from modelrouter.config.loader import load_config
@@ -114,6 +115,19 @@ models:
             assert all(r.status_code == 200 for r in got)
             assert runtime.batcher is not None
             seen.append((runtime.batcher.batches, runtime.batcher.batched_requests))
+            metrics = (await client.get("/metrics")).text
+        families = {f.name: f for f in text_string_to_metric_families(metrics)}
+        labels = {"model": "churn", "version": "v1"}
+        (predicts,) = [
+            s.value for s in families["modelrouter_batcher_predicts"].samples if s.labels == labels
+        ]
+        (answered,) = [
+            s.value for s in families["modelrouter_batcher_requests"].samples if s.labels == labels
+        ]
+        # every request went through the batcher, in fewer predicts than requests
+        assert answered == 48
+        assert 1 <= predicts < 48
+        seen.append((int(predicts), int(answered)))
 
     with running_server(create_app(loaded, services)) as url:
         asyncio.run(send(url))

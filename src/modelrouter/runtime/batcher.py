@@ -105,6 +105,16 @@ def batched(spec: BatcherSpec, runtime: LocalRuntime) -> bool:
 
 
 @dataclass(slots=True)
+class BatchCounts:
+    """What one version's batcher did: the predicts it started and the requests they served
+    (``modelrouter_batcher_predicts_total`` and ``..._requests_total``). Kept by the data
+    plane per version, so that a reload of the version does not set them back."""
+
+    predicts: int = 0
+    requests: int = 0
+
+
+@dataclass(slots=True)
 class _Lane:
     """The requests of one :data:`BatchKey`: how many predicts run, and who waits."""
 
@@ -126,8 +136,11 @@ class Batcher:
     requests that queue for the next batch.
     """
 
-    def __init__(self, runtime: LocalRuntime, spec: BatcherSpec) -> None:
+    def __init__(
+        self, runtime: LocalRuntime, spec: BatcherSpec, counts: BatchCounts | None = None
+    ) -> None:
         self.runtime = runtime
+        self.counts = counts if counts is not None else BatchCounts()
         self.max_rows = spec.maxBatchSize
         self.max_latency = spec.maxLatency
         self.inline = runtime.spec.executor == "inline"
@@ -218,6 +231,9 @@ class Batcher:
             return
         lane.running += 1
         self.last_batch = len(items)
+        counts = self.counts
+        counts.predicts += 1
+        counts.requests += len(items)
         requests = [r for r, _ in items]
         if self.inline:
             try:

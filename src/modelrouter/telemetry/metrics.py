@@ -50,6 +50,8 @@ ROLLOUT_WEIGHT = "modelrouter_rollout_weight"
 TELEMETRY_FLUSH_FAILURES = "modelrouter_telemetry_flush_failures_total"
 OUTLIER_EJECTIONS = "modelrouter_outlier_ejections_total"
 OUTLIER_EJECTED = "modelrouter_outlier_ejected"
+BATCHER_PREDICTS = "modelrouter_batcher_predicts_total"
+BATCHER_REQUESTS = "modelrouter_batcher_requests_total"
 
 NAMES = (
     REQUESTS,
@@ -69,6 +71,8 @@ NAMES = (
     TELEMETRY_FLUSH_FAILURES,
     OUTLIER_EJECTIONS,
     OUTLIER_EJECTED,
+    BATCHER_PREDICTS,
+    BATCHER_REQUESTS,
 )
 
 LATENCY_BUCKETS = (
@@ -179,6 +183,49 @@ class ModelStateCollector(Collector):
         return []
 
 
+class BatchCountsLike(Protocol):
+    """What :class:`BatcherCollector` reads of a version's batcher
+    (:class:`~modelrouter.runtime.batcher.BatchCounts`)."""
+
+    @property
+    def predicts(self) -> int: ...
+
+    @property
+    def requests(self) -> int: ...
+
+
+class BatcherCollector(Collector):
+    """``modelrouter_batcher_predicts_total`` and ``modelrouter_batcher_requests_total``, per
+    ``model`` and ``version``: the predicts each batched version's batcher started and the
+    requests they answered (Triton's execution and inference counts). Their ratio is the mean
+    batch size. Read at scrape time from counts the data plane keeps per version, across
+    reloads of the version."""
+
+    def __init__(self) -> None:
+        self.counts: Mapping[tuple[str, str], BatchCountsLike] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        predicts = CounterMetricFamily(
+            BATCHER_PREDICTS,
+            "Predicts started by the batcher of an in-process version (each serves one or "
+            "more requests)",
+            labels=["model", "version"],
+        )
+        requests = CounterMetricFamily(
+            BATCHER_REQUESTS,
+            "Requests answered by those predicts: divided by the predicts, the mean batch size",
+            labels=["model", "version"],
+        )
+        for (model, version), counts in list(self.counts.items()):
+            predicts.add_metric([model, version], float(counts.predicts))
+            requests.add_metric([model, version], float(counts.requests))
+        yield predicts
+        yield requests
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 class _Series:
     """The figures one request adds to: the count of its (model, version, rule, status) and the
     latency histogram of its (model, version, rule), shared by the statuses of that rule."""
@@ -261,6 +308,8 @@ class Metrics:
         r = registry
         self.request_stats = RequestStats()
         r.register(self.request_stats)
+        self.batchers = BatcherCollector()
+        r.register(self.batchers)
         self.fallbacks = Counter(
             _base(FALLBACKS),
             "Fallbacks taken: a version failed and the next one was tried",
@@ -439,6 +488,11 @@ class Metrics:
             self.registry.unregister(self._repository_collector)
         self._repository_collector = ModelStateCollector(repository)
         self.registry.register(self._repository_collector)
+
+    def watch_batchers(self, counts: Mapping[tuple[str, str], BatchCountsLike]) -> None:
+        """Expose the batch counts of every batched version (``counts``, keyed by model and
+        version, is read at scrape time)."""
+        self.batchers.counts = counts
 
     def render(self) -> bytes:
         """The exposition text of the registry (what ``GET /metrics`` serves)."""

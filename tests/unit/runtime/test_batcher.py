@@ -82,6 +82,7 @@ def test_concurrent_requests_share_one_predict_and_get_their_own_rows() -> None:
         np.testing.assert_array_equal(outs[0].data, np.full((1, 3), 2.0 * i))
     assert b.batches == 1
     assert b.batched_requests == 10
+    assert (b.counts.predicts, b.counts.requests) == (1, 10)
     assert b._lanes == {}  # an idle batcher keeps nothing
 
 
@@ -97,6 +98,7 @@ def test_a_lone_request_never_waits_for_the_window() -> None:
     run(main())
     assert rt.calls == [1, 1, 1]
     assert b.batches == 0
+    assert (b.counts.predicts, b.counts.requests) == (3, 3)  # what the metrics show
 
 
 async def one_per_turn(b: Batcher, n: int, value: float) -> list[list[Tensor]]:

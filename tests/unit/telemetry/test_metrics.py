@@ -62,6 +62,23 @@ def test_every_name_is_prefixed_and_registered_once() -> None:
         assert n.removesuffix("_total") in exposed, n
 
 
+def test_batcher_counts_are_read_at_scrape_time() -> None:
+    from modelrouter.runtime.batcher import BatchCounts
+
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    counts: dict[tuple[str, str], BatchCounts] = {}
+    m.watch_batchers(counts)
+    assert value(registry, names.BATCHER_PREDICTS, model="churn", version="v1") == 0
+    counts[("churn", "v1")] = BatchCounts(predicts=3, requests=40)
+    counts[("churn", "v2")] = BatchCounts(predicts=5, requests=5)
+    assert value(registry, names.BATCHER_PREDICTS, model="churn", version="v1") == 3
+    assert value(registry, names.BATCHER_REQUESTS, model="churn", version="v1") == 40
+    assert value(registry, names.BATCHER_REQUESTS, model="churn", version="v2") == 5
+    counts[("churn", "v1")].predicts += 1
+    assert value(registry, names.BATCHER_PREDICTS, model="churn", version="v1") == 4
+
+
 def test_metrics_use_the_injected_registry_only() -> None:
     a, b = CollectorRegistry(), CollectorRegistry()
     Metrics(a).request("m", "v1", "default", 200, 0.01)
