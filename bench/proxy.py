@@ -97,6 +97,12 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def remote_version(version: str, endpoint: str, protocol: str = "rest") -> str:
+    """The config line of a version served by the remote OIP server at ``endpoint``."""
+    grpc = ", protocol: grpc" if protocol == "grpc" else ""
+    return f'      {version}: {{endpoint: "{endpoint}"{grpc}, remoteName: churn}}\n'
+
+
 def gateway(
     work: Path, name: str, http: int, grpc: int, versions: str, audit: bool
 ) -> ServerProcess:
@@ -321,7 +327,7 @@ def proxy_rows(
         "modelrouter-rest",
         m_http,
         m_grpc,
-        f'      v1: {{endpoint: "http://127.0.0.1:{r_http}", remoteName: churn}}\n',
+        remote_version("v1", f"http://127.0.0.1:{r_http}"),
         audit=True,
     )
     via_grpc = gateway(
@@ -329,7 +335,7 @@ def proxy_rows(
         "modelrouter-grpc",
         mg_http,
         mg_grpc,
-        f'      v1: {{endpoint: "grpc://127.0.0.1:{r_grpc}", protocol: grpc, remoteName: churn}}\n',
+        remote_version("v1", f"grpc://127.0.0.1:{r_grpc}", "grpc"),
         audit=True,
     )
     proxy = haproxy(work, h_http, h_grpc, r_http, r_grpc)
@@ -420,7 +426,7 @@ def kserve_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str,
         "modelrouter-kserve",
         m_http,
         m_grpc,
-        f'      v1: {{endpoint: "http://127.0.0.1:{k_http}", remoteName: churn}}\n',
+        remote_version("v1", f"http://127.0.0.1:{k_http}"),
         audit=True,
     )
     proxy = haproxy(work, h_http, h_grpc, k_http, k_grpc)
@@ -443,8 +449,9 @@ def guide_rows(work: Path, body: Path, n: int, hey: str) -> dict[str, dict[str, 
     v2 = kserve(work, "kserve-v2", p2, g2, kserve_bin)
     split = guide_haproxy(work, front, p1, p2)
     versions = (
-        f'      v1: {{endpoint: "http://127.0.0.1:{p1}", remoteName: churn}}\n'
-        f'      v2: {{endpoint: "http://127.0.0.1:{p2}", remoteName: churn}}\n' + GUIDE_RULE
+        remote_version("v1", f"http://127.0.0.1:{p1}")
+        + remote_version("v2", f"http://127.0.0.1:{p2}")
+        + GUIDE_RULE
     )
     router = gateway(work, "modelrouter-guide", m_http, m_grpc, versions, audit=True)
     with ExitStack() as stack:
